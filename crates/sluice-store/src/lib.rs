@@ -1,0 +1,15 @@
+//! Typed Kubernetes objects by kind, namespace and name: what the sources fill and translation
+//! reads. No async, no I/O.
+//!
+//! Sources own a mutable [`ObjectStore`], apply changes to it, and publish an `Arc` clone of it;
+//! translation reads that clone. Every kind has a revision counter so the reader can tell which
+//! kinds changed (endpoint-only changes skip the route rebuild).
+
+mod decode;
+mod store;
+
+pub use decode::{DecodeError, StoredObject};
+pub use store::{KindRevisions, NamespacedName, ObjectStore, Stored};
+
+/// Re-exported so that sources and translation agree on one version of the API types.
+pub use k8s_openapi;

@@ -1,0 +1,352 @@
+//! The object store proper.
+
+use crate::decode::StoredObject;
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use sluice_model::{ObjectKind, ObjectRef, Origin};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+/// `namespace/name`; cluster-scoped objects have an empty namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamespacedName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl NamespacedName {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        NamespacedName {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Parses `namespace/name` (a bare `name` is in `default`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Some(NamespacedName::new(ns, name))
+            }
+            None if !s.is_empty() => Some(NamespacedName::new("default", s)),
+            _ => None,
+        }
+    }
+
+    pub fn object_ref(&self, kind: ObjectKind) -> ObjectRef {
+        ObjectRef::new(kind, self.namespace.clone(), self.name.clone())
+    }
+}
+
+impl fmt::Display for NamespacedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// An object and where it was read from.
+#[derive(Debug)]
+pub struct Stored<T> {
+    pub object: Arc<T>,
+    pub origin: Origin,
+}
+
+impl<T> Clone for Stored<T> {
+    fn clone(&self) -> Self {
+        Stored {
+            object: self.object.clone(),
+            origin: self.origin.clone(),
+        }
+    }
+}
+
+/// A counter per kind, bumped on every change of an object of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindRevisions {
+    pub ingress: u64,
+    pub ingress_class: u64,
+    pub service: u64,
+    pub endpoint_slice: u64,
+    pub endpoints: u64,
+    pub secret: u64,
+    pub config_map: u64,
+}
+
+impl KindRevisions {
+    fn bump(&mut self, kind: ObjectKind) {
+        let counter = match kind {
+            ObjectKind::Ingress => &mut self.ingress,
+            ObjectKind::IngressClass => &mut self.ingress_class,
+            ObjectKind::Service => &mut self.service,
+            ObjectKind::EndpointSlice => &mut self.endpoint_slice,
+            ObjectKind::Endpoints => &mut self.endpoints,
+            ObjectKind::Secret => &mut self.secret,
+            ObjectKind::ConfigMap => &mut self.config_map,
+            ObjectKind::IngressCheckSum | ObjectKind::SecretCheckSum => return,
+        };
+        *counter += 1;
+    }
+
+    /// True when everything that changed since `before` only moves endpoints (Services,
+    /// EndpointSlices, Endpoints), so routes need not be rebuilt.
+    pub fn only_endpoints_changed_since(&self, before: &KindRevisions) -> bool {
+        self.ingress == before.ingress
+            && self.ingress_class == before.ingress_class
+            && self.secret == before.secret
+            && self.config_map == before.config_map
+    }
+}
+
+/// Every object Sluice reads, by kind, then namespace/name.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectStore {
+    pub ingresses: BTreeMap<NamespacedName, Stored<Ingress>>,
+    /// Cluster-scoped: keyed by name.
+    pub ingress_classes: BTreeMap<String, Stored<IngressClass>>,
+    pub services: BTreeMap<NamespacedName, Stored<Service>>,
+    pub endpoint_slices: BTreeMap<NamespacedName, Stored<EndpointSlice>>,
+    pub endpoints: BTreeMap<NamespacedName, Stored<Endpoints>>,
+    pub secrets: BTreeMap<NamespacedName, Stored<Secret>>,
+    pub config_maps: BTreeMap<NamespacedName, Stored<ConfigMap>>,
+    /// Service `namespace/name` -> names of its EndpointSlices (label
+    /// `kubernetes.io/service-name`).
+    slices_by_service: BTreeMap<NamespacedName, BTreeSet<String>>,
+    revisions: KindRevisions,
+}
+
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+impl ObjectStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn revisions(&self) -> KindRevisions {
+        self.revisions
+    }
+
+    /// The key an object is stored under: its namespace (`default` when absent, empty for
+    /// cluster-scoped kinds) and name.
+    pub fn key_of(object: &StoredObject) -> NamespacedName {
+        let meta = object.metadata();
+        let namespace = match object {
+            StoredObject::IngressClass(_) => String::new(),
+            _ => meta
+                .namespace
+                .clone()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| "default".to_string()),
+        };
+        NamespacedName::new(namespace, meta.name.clone().unwrap_or_default())
+    }
+
+    /// Inserts or replaces an object. Returns its key.
+    pub fn upsert(&mut self, object: StoredObject, origin: Origin) -> NamespacedName {
+        let key = Self::key_of(&object);
+        self.revisions.bump(object.kind());
+        match object {
+            StoredObject::Ingress(mut o) => {
+                o.metadata.namespace = Some(key.namespace.clone());
+                self.ingresses.insert(key.clone(), stored(o, origin));
+            }
+            StoredObject::IngressClass(o) => {
+                self.ingress_classes
+                    .insert(key.name.clone(), stored(o, origin));
+            }
+            StoredObject::Service(mut o) => {
+                o.metadata.namespace = Some(key.namespace.clone());
+                self.services.insert(key.clone(), stored(o, origin));
+            }
+            StoredObject::EndpointSlice(mut o) => {
+                o.metadata.namespace = Some(key.namespace.clone());
+                self.unindex_slice(&key);
+                if let Some(service) = o
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                {
+                    self.slices_by_service
+                        .entry(NamespacedName::new(key.namespace.clone(), service.clone()))
+                        .or_default()
+                        .insert(key.name.clone());
+                }
+                self.endpoint_slices.insert(key.clone(), stored(o, origin));
+            }
+            StoredObject::Endpoints(mut o) => {
+                o.metadata.namespace = Some(key.namespace.clone());
+                self.endpoints.insert(key.clone(), stored(o, origin));
+            }
+            StoredObject::Secret(mut o) => {
+                o.metadata.namespace = Some(key.namespace.clone());
+                self.secrets.insert(key.clone(), stored(o, origin));
+            }
+            StoredObject::ConfigMap(mut o) => {
+                o.metadata.namespace = Some(key.namespace.clone());
+                self.config_maps.insert(key.clone(), stored(o, origin));
+            }
+        }
+        key
+    }
+
+    /// Removes an object; returns whether it was there.
+    pub fn remove(&mut self, kind: ObjectKind, key: &NamespacedName) -> bool {
+        let removed = match kind {
+            ObjectKind::Ingress => self.ingresses.remove(key).is_some(),
+            ObjectKind::IngressClass => self.ingress_classes.remove(&key.name).is_some(),
+            ObjectKind::Service => self.services.remove(key).is_some(),
+            ObjectKind::EndpointSlice => {
+                self.unindex_slice(key);
+                self.endpoint_slices.remove(key).is_some()
+            }
+            ObjectKind::Endpoints => self.endpoints.remove(key).is_some(),
+            ObjectKind::Secret => self.secrets.remove(key).is_some(),
+            ObjectKind::ConfigMap => self.config_maps.remove(key).is_some(),
+            ObjectKind::IngressCheckSum | ObjectKind::SecretCheckSum => false,
+        };
+        if removed {
+            self.revisions.bump(kind);
+        }
+        removed
+    }
+
+    /// The EndpointSlices of a Service (by the `kubernetes.io/service-name` label).
+    pub fn endpoint_slices_of(
+        &self,
+        service: &NamespacedName,
+    ) -> impl Iterator<Item = &Stored<EndpointSlice>> {
+        self.slices_by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
+                self.endpoint_slices.get(&NamespacedName::new(
+                    service.namespace.clone(),
+                    name.clone(),
+                ))
+            })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ingresses.is_empty()
+            && self.ingress_classes.is_empty()
+            && self.services.is_empty()
+            && self.endpoint_slices.is_empty()
+            && self.endpoints.is_empty()
+            && self.secrets.is_empty()
+            && self.config_maps.is_empty()
+    }
+
+    fn unindex_slice(&mut self, key: &NamespacedName) {
+        let Some(old) = self.endpoint_slices.get(key) else {
+            return;
+        };
+        let Some(service) = old
+            .object
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        else {
+            return;
+        };
+        let service_key = NamespacedName::new(key.namespace.clone(), service.clone());
+        if let Some(names) = self.slices_by_service.get_mut(&service_key) {
+            names.remove(&key.name);
+            if names.is_empty() {
+                self.slices_by_service.remove(&service_key);
+            }
+        }
+    }
+}
+
+fn stored<T>(object: T, origin: Origin) -> Stored<T> {
+    Stored {
+        object: Arc::new(object),
+        origin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decode(v: serde_json::Value) -> StoredObject {
+        StoredObject::from_value(v).unwrap().unwrap()
+    }
+
+    fn slice(name: &str, service: &str) -> StoredObject {
+        decode(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "endpoints": []
+        }))
+    }
+
+    #[test]
+    fn slices_are_indexed_by_service_and_follow_relabels() {
+        let mut store = ObjectStore::new();
+        store.upsert(slice("web-1", "web"), Origin::ApiServer);
+        store.upsert(slice("web-2", "web"), Origin::ApiServer);
+        let web = NamespacedName::new("default", "web");
+        assert_eq!(store.endpoint_slices_of(&web).count(), 2);
+        store.upsert(slice("web-2", "api"), Origin::ApiServer);
+        assert_eq!(store.endpoint_slices_of(&web).count(), 1);
+        store.remove(
+            ObjectKind::EndpointSlice,
+            &NamespacedName::new("default", "web-1"),
+        );
+        assert_eq!(store.endpoint_slices_of(&web).count(), 0);
+    }
+
+    #[test]
+    fn endpoint_changes_are_told_apart_from_route_changes() {
+        let mut store = ObjectStore::new();
+        let before = store.revisions();
+        store.upsert(slice("web-1", "web"), Origin::ApiServer);
+        assert!(store.revisions().only_endpoints_changed_since(&before));
+        store.upsert(
+            decode(
+                json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "x"}, "spec": {}}),
+            ),
+            Origin::ApiServer,
+        );
+        assert!(!store.revisions().only_endpoints_changed_since(&before));
+    }
+
+    #[test]
+    fn unknown_kinds_are_skipped_and_bad_fields_explained() {
+        assert!(
+            StoredObject::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "x"}}))
+            .unwrap()
+            .is_none()
+        );
+        let err = StoredObject::from_value(json!({"apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress", "metadata": {"name": "x"}, "spec": {"rules": "nope"}}))
+        .unwrap_err();
+        assert!(err.to_string().contains("Ingress x"), "{err}");
+    }
+
+    #[test]
+    fn namespaced_names_parse() {
+        assert_eq!(
+            NamespacedName::parse("ns/cert"),
+            Some(NamespacedName::new("ns", "cert"))
+        );
+        assert_eq!(
+            NamespacedName::parse("cert"),
+            Some(NamespacedName::new("default", "cert"))
+        );
+        assert_eq!(NamespacedName::parse("a/b/c"), None);
+        assert_eq!(NamespacedName::parse(""), None);
+    }
+}

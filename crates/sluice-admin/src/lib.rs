@@ -1,1 +1,12 @@
+//! The admin listener: health, readiness, and JSON views of what the gateway serves.
+//!
+//! It reads the same snapshot pointer as the data plane and a small report written by the apply
+//! loop; it never blocks traffic.
 
+mod server;
+mod state;
+mod views;
+
+pub use server::serve_admin;
+pub use state::{ApplyReport, RuntimeState};
+pub use views::{RouteView, SnapshotView, routes_of};

@@ -1,1 +1,45 @@
-fn main() {}
+//! The `sluice` binary: command line, wiring of source -> translation -> snapshot -> data plane,
+//! signals and shutdown.
+
+mod apply;
+mod check;
+mod cli;
+mod demo_backend;
+mod listeners;
+mod selection;
+mod serve;
+
+use clap::Parser;
+use cli::{Cli, Command, LogFormat};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(*args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => check::check(&args),
+        Command::Routes(args) => check::routes(&args),
+        Command::DemoBackend(args) => demo_backend::run(args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("sluice: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

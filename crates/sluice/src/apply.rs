@@ -1,0 +1,95 @@
+//! The apply loop: each source update becomes the next snapshot (or, when only endpoints moved,
+//! new endpoints in the current snapshot's backend slots), swapped atomically.
+
+use sluice_admin::{ApplyReport, RuntimeState};
+use sluice_model::Problem;
+use sluice_source::SourceUpdate;
+use sluice_store::KindRevisions;
+use sluice_translate::{TranslateOptions, refresh_endpoints, translate};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::sync::watch;
+
+pub struct Applier {
+    options: TranslateOptions,
+    state: Arc<RuntimeState>,
+    version: u64,
+    applied_revisions: Option<KindRevisions>,
+    translation_problems: Vec<Problem>,
+    reported: HashSet<String>,
+}
+
+impl Applier {
+    pub fn new(options: TranslateOptions, state: Arc<RuntimeState>) -> Self {
+        Applier {
+            options,
+            state,
+            version: 0,
+            applied_revisions: None,
+            translation_problems: Vec::new(),
+            reported: HashSet::new(),
+        }
+    }
+
+    pub fn apply(&mut self, update: &SourceUpdate) {
+        let started = Instant::now();
+        let revisions = update.store.revisions();
+        let endpoints_only = self
+            .applied_revisions
+            .is_some_and(|applied| revisions.only_endpoints_changed_since(&applied));
+        if endpoints_only {
+            refresh_endpoints(&update.store, &self.state.snapshot.load());
+            tracing::debug!(elapsed = ?started.elapsed(), "endpoints refreshed");
+        } else {
+            let translation = translate(&update.store, &self.options);
+            self.version += 1;
+            let mut snapshot = translation.snapshot;
+            snapshot.version = self.version;
+            let counts = snapshot.counts();
+            self.state.snapshot.store(Arc::new(snapshot));
+            self.translation_problems = translation.problems;
+            tracing::info!(
+                version = self.version,
+                hosts = counts.hosts,
+                routes = counts.routes,
+                backends = counts.backends,
+                certificates = counts.certificates,
+                problems = update.problems.len() + self.translation_problems.len(),
+                elapsed = ?started.elapsed(),
+                "configuration applied"
+            );
+        }
+        self.applied_revisions = Some(revisions);
+
+        let problems: Vec<Problem> = update
+            .problems
+            .iter()
+            .chain(&self.translation_problems)
+            .cloned()
+            .collect();
+        self.log_new_problems(&problems);
+        self.state.report.store(Arc::new(ApplyReport {
+            applied_at: SystemTime::now(),
+            duration: started.elapsed(),
+            problems,
+        }));
+    }
+
+    /// Each problem is logged once when it appears, not on every apply.
+    fn log_new_problems(&mut self, problems: &[Problem]) {
+        let current: HashSet<String> = problems.iter().map(Problem::to_string).collect();
+        for line in current.difference(&self.reported) {
+            tracing::warn!("{line}");
+        }
+        self.reported = current;
+    }
+
+    /// Applies every update the source publishes until the source goes away.
+    pub async fn run(mut self, mut updates: watch::Receiver<SourceUpdate>) {
+        while updates.changed().await.is_ok() {
+            let update = updates.borrow_and_update().clone();
+            self.apply(&update);
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `sluice serve`: bind, apply the first configuration, serve, drain on SIGTERM.
+
+use crate::apply::Applier;
+use crate::cli::ServeArgs;
+use crate::listeners::bind;
+use crate::selection::translate_options;
+use anyhow::{Context, anyhow};
+use arc_swap::ArcSwap;
+use sluice_admin::{RuntimeState, serve_admin};
+use sluice_model::Snapshot;
+use sluice_proxy::{DataPlane, ProxyConfig};
+use sluice_source::ManifestSource;
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let workers = args
+        .workers
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("sluice-worker")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let dir = args.manifests.clone().ok_or_else(|| {
+        anyhow!("nothing to serve: pass --manifests DIR (a directory of Kubernetes manifests)")
+    })?;
+    let options = translate_options(&args.selection)?;
+
+    let http = args
+        .http_listen
+        .iter()
+        .map(|a| bind("http", *a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let https = args
+        .https_listen
+        .iter()
+        .map(|a| bind("https", *a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let admin = bind("admin", args.admin_listen)?;
+
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let state = Arc::new(RuntimeState::new(snapshot.clone()));
+
+    let source = ManifestSource::load(&dir)
+        .with_context(|| format!("cannot read manifest directory {}", dir.display()))?;
+    let (updates_tx, updates_rx) = watch::channel(source.update());
+    let mut applier = Applier::new(options, state.clone());
+    applier.apply(&updates_rx.borrow());
+    state.mark_ready();
+    tokio::spawn(source.watch(updates_tx));
+    tokio::spawn(applier.run(updates_rx));
+
+    let data_plane = DataPlane::new(
+        snapshot,
+        ProxyConfig {
+            drain_timeout: args.drain_timeout,
+            ..ProxyConfig::default()
+        },
+    )
+    .context("cannot start the data plane")?;
+    let stop_accepting = CancellationToken::new();
+    let mut serving = JoinSet::new();
+    for listener in http {
+        let (dp, stop) = (data_plane.clone(), stop_accepting.clone());
+        serving.spawn(async move { dp.serve_http(listener, stop).await });
+    }
+    for listener in https {
+        let (dp, stop) = (data_plane.clone(), stop_accepting.clone());
+        serving.spawn(async move { dp.serve_https(listener, stop).await });
+    }
+    let stop_admin = CancellationToken::new();
+    let admin_task = tokio::spawn(serve_admin(admin, state.clone(), stop_admin.clone()));
+
+    wait_for_termination().await?;
+    state.mark_shutting_down();
+    tracing::info!(
+        drain_delay = ?args.drain_delay,
+        "shutting down: /healthz now answers 500; still serving during the drain delay"
+    );
+    tokio::time::sleep(args.drain_delay).await;
+    tracing::info!("no longer accepting connections; waiting for in-flight requests");
+    stop_accepting.cancel();
+    while serving.join_next().await.is_some() {}
+    stop_admin.cancel();
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_termination() -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! The manifest directory: every `*.yaml`, `*.yml` and `*.json` file below a directory, read
+//! into the object store and kept in step with the directory while it changes.
+
+mod parse;
+mod scan;
+mod state;
+mod watch;
+
+use crate::SourceUpdate;
+use state::DirectoryState;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The objects of a manifest directory, as last read.
+#[derive(Debug)]
+pub struct ManifestSource {
+    state: DirectoryState,
+    current: SourceUpdate,
+}
+
+impl ManifestSource {
+    /// Reads every *.yaml, *.yml, *.json below `dir` recursively (sorted paths, deterministic).
+    /// Fails only when `dir` itself cannot be read; problems with files are in
+    /// [`ManifestSource::update`].
+    pub fn load(dir: impl Into<PathBuf>) -> std::io::Result<ManifestSource> {
+        let mut state = DirectoryState::new(dir.into());
+        state.rescan()?;
+        let current = publish(&state);
+        Ok(ManifestSource { state, current })
+    }
+
+    /// The current state.
+    pub fn update(&self) -> SourceUpdate {
+        self.current.clone()
+    }
+
+    /// Keeps the published state in step with the directory until the receiver is dropped.
+    ///
+    /// Watches the directory itself (recursively), not the files, because kubelet updates a
+    /// mounted ConfigMap or Secret by swapping its `..data` symlink, which no watch on a file
+    /// sees. A burst of events is read once after ~200 ms of quiet, and the directory is also
+    /// read every few seconds in case an event was missed. A new [`SourceUpdate`] is sent
+    /// only when an object or a problem actually changed.
+    pub async fn watch(self, tx: tokio::sync::watch::Sender<SourceUpdate>) {
+        watch::run(self, tx).await;
+    }
+
+    /// Reads the directory again; returns whether the published state changed.
+    fn rescan(&mut self) -> bool {
+        if let Err(err) = self.state.rescan() {
+            tracing::warn!(dir = %self.state.dir().display(), error = %err, "cannot read the manifest directory; keeping what was read before");
+        }
+        let before = &self.current;
+        let changed = self.state.store().revisions() != before.store.revisions()
+            || self.state.problems() != before.problems;
+        if changed {
+            self.current = publish(&self.state);
+        }
+        changed
+    }
+}
+
+fn publish(state: &DirectoryState) -> SourceUpdate {
+    SourceUpdate {
+        store: Arc::new(state.store().clone()),
+        problems: state.problems(),
+    }
+}

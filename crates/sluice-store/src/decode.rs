@@ -6,6 +6,9 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use sluice_model::ObjectKind;
 
 /// One object of a kind Sluice reads.
+// Short-lived: decoded, then moved into the store's `Arc`; boxing the variants would only
+// complicate every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum StoredObject {
     Ingress(Ingress),

@@ -1,1 +1,58 @@
+//! Translation: the object store to the next routing snapshot and the problems found on the way.
+//!
+//! Pure: no I/O, no clocks, no globals. The same store always gives the same snapshot and the
+//! same problems in the same order. Each Ingress is translated on its own so that a bad one (or
+//! a bad path of one) is reported and skipped without touching the others.
 
+mod annotations;
+mod build;
+mod certs;
+mod class;
+mod endpoints;
+mod globals;
+mod names;
+mod values;
+
+pub use endpoints::{refresh_endpoints, resolve_endpoints};
+
+use sluice_model::{Problem, Snapshot};
+use sluice_store::{NamespacedName, ObjectStore};
+
+/// What the controller was told on its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslateOptions {
+    /// IngressClass name handled (`--ingress-class`).
+    pub ingress_class: String,
+    /// `spec.controller` of the IngressClasses handled (`--controller-class`).
+    pub controller_class: String,
+    /// Also handle Ingresses without any class.
+    pub watch_ingress_without_class: bool,
+    /// TLS Secret used when no host matches the SNI.
+    pub default_ssl_certificate: Option<NamespacedName>,
+    /// The global options ConfigMap.
+    pub configmap: Option<NamespacedName>,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        TranslateOptions {
+            ingress_class: "sluice".to_string(),
+            controller_class: "sluice.dev/ingress-controller".to_string(),
+            watch_ingress_without_class: false,
+            default_ssl_certificate: None,
+            configmap: None,
+        }
+    }
+}
+
+/// The next snapshot and everything that was rejected or decided on the user's behalf.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    pub snapshot: Snapshot,
+    pub problems: Vec<Problem>,
+}
+
+/// Builds the snapshot of `store`. `snapshot.version` is left 0; the caller numbers snapshots.
+pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
+    build::translate(store, opts)
+}

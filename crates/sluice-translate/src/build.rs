@@ -1,0 +1,617 @@
+//! The translation proper: Ingresses in precedence order, merged into hosts, routes, backends
+//! and certificates.
+
+use crate::annotations::{IngressAnnotations, parse_annotations};
+use crate::certs::load_server_cert;
+use crate::class::is_ours;
+use crate::endpoints::resolve_endpoints;
+use crate::globals::global_options;
+use crate::names::{PathError, compile_path, normalize_host};
+use crate::{TranslateOptions, Translation};
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use sluice_model::{
+    BackendKey, BackendSlot, CertSet, CertStore, GlobalOptions, HostTable, ObjectKind, ObjectRef,
+    Origin, PathKind, PathMatch, Problem, Route, RoutePolicy, RouteTarget, ServerCert,
+    ServicePortRef, Snapshot, VirtualHost,
+};
+use sluice_store::{NamespacedName, ObjectStore, Stored};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
+    let mut problems = Vec::new();
+    let globals = global_options(store, opts.configmap.as_ref(), &mut problems);
+
+    let mut accepted = Vec::new();
+    for (key, stored) in ordered_ingresses(store, opts) {
+        if let Some(ctx) = accept(key, stored, &globals, &mut problems) {
+            accepted.push(ctx);
+        }
+    }
+
+    let mut builder = Builder {
+        store,
+        regex_hosts: if globals.regex_host_wide {
+            regex_hosts(&accepted)
+        } else {
+            BTreeSet::new()
+        },
+        hosts: BTreeMap::new(),
+        tls_hosts: BTreeSet::new(),
+        certs: BTreeMap::new(),
+        secrets: HashMap::new(),
+        backends: BTreeMap::new(),
+        problems,
+    };
+    for ctx in &accepted {
+        builder.add_ingress(ctx);
+    }
+    let default_cert = builder.default_certificate(opts.default_ssl_certificate.as_ref());
+    builder.finish(globals, default_cert)
+}
+
+/// Ours only, oldest first; equal timestamps in descending `namespace/name` order (ingress-nginx
+/// sorts that way, so the same objects win here as there).
+fn ordered_ingresses<'a>(
+    store: &'a ObjectStore,
+    opts: &TranslateOptions,
+) -> Vec<(&'a NamespacedName, &'a Stored<Ingress>)> {
+    let mut ours: Vec<_> = store
+        .ingresses
+        .iter()
+        .filter(|(_, stored)| is_ours(&stored.object, store, opts))
+        .collect();
+    ours.sort_by_key(|(key, stored)| {
+        (
+            stored.object.metadata.creation_timestamp.clone(),
+            Reverse(*key),
+        )
+    });
+    ours
+}
+
+/// An Ingress whose annotations are all acceptable, with what they ask for.
+struct IngressCtx<'a> {
+    ingress: &'a Ingress,
+    namespace: &'a str,
+    object: Arc<ObjectRef>,
+    origin: &'a Origin,
+    annotations: IngressAnnotations,
+    policy: Arc<RoutePolicy>,
+}
+
+impl IngressCtx<'_> {
+    fn problem(&self, problem: Problem, field: impl Into<String>) -> Problem {
+        problem
+            .at_field(field)
+            .from_origin(Some(self.origin.clone()))
+    }
+
+    fn rejected(&self, field: impl Into<String>, reason: impl Into<String>) -> Problem {
+        self.problem(Problem::rejected((*self.object).clone(), reason), field)
+    }
+
+    fn warning(&self, field: impl Into<String>, reason: impl Into<String>) -> Problem {
+        self.problem(Problem::warning((*self.object).clone(), reason), field)
+    }
+}
+
+/// Parses the annotations; a malformed one rejects the whole Ingress, since it cannot be served
+/// as the user meant. Canaries are left out for now: they are only ever merged into a primary.
+fn accept<'a>(
+    key: &'a NamespacedName,
+    stored: &'a Stored<Ingress>,
+    globals: &GlobalOptions,
+    problems: &mut Vec<Problem>,
+) -> Option<IngressCtx<'a>> {
+    let object = key.object_ref(ObjectKind::Ingress);
+    match parse_annotations(stored.object.metadata.annotations.as_ref(), globals) {
+        Err(errors) => {
+            for e in errors {
+                problems.push(
+                    Problem::rejected(
+                        object.clone(),
+                        format!(
+                            "{}; the Ingress is not served until this is fixed",
+                            e.reason
+                        ),
+                    )
+                    .at_field(format!("metadata.annotations[\"{}\"]", e.key))
+                    .from_origin(Some(stored.origin.clone())),
+                );
+            }
+            None
+        }
+        Ok(annotations) if annotations.canary => None,
+        Ok(annotations) => Some(IngressCtx {
+            ingress: &stored.object,
+            namespace: &key.namespace,
+            object: Arc::new(object),
+            origin: &stored.origin,
+            policy: Arc::new(annotations.policy.clone()),
+            annotations,
+        }),
+    }
+}
+
+/// Hosts on which some Ingress turns regex on (only used with `regex-host-wide`).
+fn regex_hosts(accepted: &[IngressCtx<'_>]) -> BTreeSet<String> {
+    accepted
+        .iter()
+        .filter(|ctx| ctx.annotations.regex)
+        .flat_map(|ctx| rules_of(ctx.ingress))
+        .filter_map(|rule| rule.host.as_deref())
+        .filter_map(|h| normalize_host(h).ok())
+        .collect()
+}
+
+fn rules_of(ingress: &Ingress) -> &[k8s_openapi::api::networking::v1::IngressRule] {
+    ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.rules.as_deref())
+        .unwrap_or(&[])
+}
+
+/// One host while it is being assembled.
+struct HostBuilder {
+    /// The first (oldest) Ingress naming the host: its defaultBackend is the host's fallback.
+    owner: Arc<ObjectRef>,
+    routes: Vec<Route>,
+    /// Which Ingress serves each (pathType, path): the oldest wins.
+    claimed: Vec<(PathKind, String, Arc<ObjectRef>)>,
+    fallback: Option<Route>,
+}
+
+struct Builder<'a> {
+    store: &'a ObjectStore,
+    regex_hosts: BTreeSet<String>,
+    /// By name; `""` is the default server.
+    hosts: BTreeMap<String, HostBuilder>,
+    tls_hosts: BTreeSet<String>,
+    /// By TLS host spelling (`foo.com` or `*.foo.com`).
+    certs: BTreeMap<String, Vec<ServerCert>>,
+    /// Each Secret is parsed once per translation, however many Ingresses name it.
+    secrets: HashMap<NamespacedName, Result<ServerCert, String>>,
+    backends: BTreeMap<BackendKey, Arc<BackendSlot>>,
+    problems: Vec<Problem>,
+}
+
+impl Builder<'_> {
+    fn add_ingress(&mut self, ctx: &IngressCtx<'_>) {
+        let rules = rules_of(ctx.ingress);
+        let spec = ctx.ingress.spec.as_ref();
+        let default_backend = spec.and_then(|s| s.default_backend.as_ref());
+        if rules.is_empty() && default_backend.is_none() {
+            let p = ctx.rejected(
+                "spec",
+                "the Ingress has neither rules nor a defaultBackend, so it serves nothing; add \
+                 spec.rules or spec.defaultBackend",
+            );
+            self.problems.push(p);
+        }
+
+        // Hosts this Ingress names, in rule order, without duplicates.
+        let mut named_hosts: Vec<String> = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
+                None => String::new(),
+                Some(h) => match normalize_host(h) {
+                    Ok(h) => h,
+                    Err(why) => {
+                        let p = ctx.rejected(
+                            format!("spec.rules[{i}].host"),
+                            format!("{why}; this rule is not served"),
+                        );
+                        self.problems.push(p);
+                        continue;
+                    }
+                },
+            };
+            self.hosts
+                .entry(host.clone())
+                .or_insert_with(|| HostBuilder {
+                    owner: ctx.object.clone(),
+                    routes: Vec::new(),
+                    claimed: Vec::new(),
+                    fallback: None,
+                });
+            if !named_hosts.contains(&host) {
+                named_hosts.push(host.clone());
+            }
+            let paths = rule
+                .http
+                .as_ref()
+                .map(|h| h.paths.as_slice())
+                .unwrap_or(&[]);
+            for (j, path) in paths.iter().enumerate() {
+                self.add_path(
+                    ctx,
+                    &host,
+                    &format!("spec.rules[{i}].http.paths[{j}]"),
+                    path,
+                );
+            }
+        }
+
+        if let Some(backend) = default_backend {
+            self.add_default_backend(ctx, backend, rules.is_empty(), &named_hosts);
+        }
+        self.add_tls(ctx);
+    }
+
+    fn add_path(
+        &mut self,
+        ctx: &IngressCtx<'_>,
+        host: &str,
+        field: &str,
+        path: &k8s_openapi::api::networking::v1::HTTPIngressPath,
+    ) {
+        // ingress-nginx serves an omitted path as `/`.
+        let text = path
+            .path
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("/");
+        let regex = ctx.annotations.regex || self.regex_hosts.contains(host);
+        let matcher = match compile_path(text, &path.path_type, regex) {
+            Ok(m) => m,
+            Err(PathError::Path(why)) => {
+                let p = ctx.rejected(
+                    format!("{field}.path"),
+                    format!("{why}; this path is not served"),
+                );
+                self.problems.push(p);
+                return;
+            }
+            Err(PathError::PathType(why)) => {
+                let p = ctx.rejected(
+                    format!("{field}.pathType"),
+                    format!("{why}; this path is not served"),
+                );
+                self.problems.push(p);
+                return;
+            }
+        };
+        let slot = match self.backend_slot(ctx.namespace, &path.backend) {
+            Ok(slot) => slot,
+            Err((suffix, why)) => {
+                let p = ctx.rejected(
+                    format!("{field}.backend{suffix}"),
+                    format!("{why}; this path is not served"),
+                );
+                self.problems.push(p);
+                return;
+            }
+        };
+        let Some(entry) = self.hosts.get_mut(host) else {
+            return;
+        };
+        if let Some((_, _, winner)) = entry
+            .claimed
+            .iter()
+            .find(|(kind, text, _)| *kind == matcher.kind() && text == matcher.as_str())
+        {
+            let shown = if host.is_empty() { "(any host)" } else { host };
+            let p = ctx.warning(
+                format!("{field}.path"),
+                format!(
+                    "host {shown} path {} ({:?}) is already served by {winner}, which is older \
+                     (creationTimestamp, then namespace/name); this path is ignored; remove it \
+                     from one of the two Ingresses",
+                    matcher.as_str(),
+                    matcher.kind()
+                ),
+            );
+            self.problems.push(p);
+            return;
+        }
+        entry.claimed.push((
+            matcher.kind(),
+            matcher.as_str().to_string(),
+            ctx.object.clone(),
+        ));
+        entry.routes.push(route(ctx, matcher, slot));
+    }
+
+    fn add_default_backend(
+        &mut self,
+        ctx: &IngressCtx<'_>,
+        backend: &IngressBackend,
+        catch_all: bool,
+        named_hosts: &[String],
+    ) {
+        let field = "spec.defaultBackend";
+        let slot = match self.backend_slot(ctx.namespace, backend) {
+            Ok(slot) => slot,
+            Err((suffix, why)) => {
+                let p = ctx.rejected(
+                    format!("{field}{suffix}"),
+                    format!("{why}; the default backend is not used"),
+                );
+                self.problems.push(p);
+                return;
+            }
+        };
+        if catch_all {
+            let default = self
+                .hosts
+                .entry(String::new())
+                .or_insert_with(|| HostBuilder {
+                    owner: ctx.object.clone(),
+                    routes: Vec::new(),
+                    claimed: Vec::new(),
+                    fallback: None,
+                });
+            if let Some(existing) = &default.fallback {
+                let p = ctx.warning(
+                    field,
+                    format!(
+                        "the catch-all backend is already provided by {}, which is older; this \
+                         defaultBackend is ignored; keep only one Ingress without rules",
+                        existing.ingress
+                    ),
+                );
+                self.problems.push(p);
+            } else {
+                default.fallback = Some(route(ctx, PathMatch::prefix("/"), slot));
+            }
+            return;
+        }
+        // With rules, the defaultBackend is the fallback of this Ingress's own hosts, and only of
+        // those it is the first to name (ingress-nginx's server-block owner).
+        for host in named_hosts.iter().filter(|h| !h.is_empty()) {
+            let Some(entry) = self.hosts.get_mut(host) else {
+                continue;
+            };
+            if entry.owner == ctx.object {
+                if entry.fallback.is_none() {
+                    entry.fallback = Some(route(ctx, PathMatch::prefix("/"), slot.clone()));
+                }
+            } else {
+                let owner = entry.owner.clone();
+                let p = ctx.warning(
+                    field,
+                    format!(
+                        "not used for host {host}: {owner} is older and names the host first, so \
+                         its defaultBackend (or none) applies; move the defaultBackend there"
+                    ),
+                );
+                self.problems.push(p);
+            }
+        }
+    }
+
+    fn add_tls(&mut self, ctx: &IngressCtx<'_>) {
+        let entries = ctx
+            .ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.tls.as_deref())
+            .unwrap_or(&[]);
+        for (i, tls) in entries.iter().enumerate() {
+            let mut hosts = Vec::new();
+            for (k, host) in tls.hosts.as_deref().unwrap_or(&[]).iter().enumerate() {
+                match normalize_host(host) {
+                    Ok(h) => hosts.push(h),
+                    Err(why) => {
+                        let p = ctx.rejected(format!("spec.tls[{i}].hosts[{k}]"), why);
+                        self.problems.push(p);
+                    }
+                }
+            }
+            if hosts.is_empty() {
+                let p = ctx.warning(
+                    format!("spec.tls[{i}].hosts"),
+                    "this TLS entry names no (valid) host, so no host uses its certificate; list \
+                     the hosts it is for",
+                );
+                self.problems.push(p);
+                continue;
+            }
+            self.tls_hosts.extend(hosts.iter().cloned());
+            let field = format!("spec.tls[{i}].secretName");
+            let Some(secret_name) = tls.secret_name.as_deref().filter(|s| !s.is_empty()) else {
+                let p = ctx.rejected(
+                    field,
+                    "no secretName: these hosts are served with the default certificate; name a \
+                     kubernetes.io/tls Secret in the Ingress's namespace",
+                );
+                self.problems.push(p);
+                continue;
+            };
+            let secret_key = NamespacedName::new(ctx.namespace, secret_name);
+            match self.server_cert(&secret_key) {
+                Ok(cert) => {
+                    for host in &hosts {
+                        self.add_cert(ctx, &field, host, &cert);
+                    }
+                }
+                Err(why) => {
+                    let p = ctx.rejected(
+                        field,
+                        format!(
+                            "Secret {secret_key}: {why}. Until then {} served with the default \
+                             certificate",
+                            if hosts.len() == 1 {
+                                format!("{} is", hosts[0])
+                            } else {
+                                format!("{} are", hosts.join(", "))
+                            }
+                        ),
+                    );
+                    self.problems.push(p);
+                }
+            }
+        }
+    }
+
+    /// One certificate per key algorithm per host: several Secrets give a dual ECDSA + RSA host;
+    /// for the same algorithm the oldest Ingress (or earlier entry) wins.
+    fn add_cert(&mut self, ctx: &IngressCtx<'_>, field: &str, host: &str, cert: &ServerCert) {
+        let list = self.certs.entry(host.to_string()).or_default();
+        if list.iter().any(|c| c.secret == cert.secret) {
+            return;
+        }
+        if let Some(existing) = list.iter().find(|c| c.algorithm == cert.algorithm) {
+            let p = ctx.warning(
+                field,
+                format!(
+                    "host {host} already has a {:?} certificate from Secret {}/{} (named earlier \
+                     or by an older Ingress); this one is ignored for that host",
+                    cert.algorithm, existing.secret.namespace, existing.secret.name
+                ),
+            );
+            self.problems.push(p);
+            return;
+        }
+        list.push(cert.clone());
+    }
+
+    fn server_cert(&mut self, key: &NamespacedName) -> Result<ServerCert, String> {
+        if let Some(cached) = self.secrets.get(key) {
+            return cached.clone();
+        }
+        let secret_ref = key.object_ref(ObjectKind::Secret);
+        let result = match self.store.secrets.get(key) {
+            None => Err(format!(
+                "the Secret does not exist; create a kubernetes.io/tls Secret named {} in \
+                 namespace {}",
+                key.name, key.namespace
+            )),
+            Some(stored) => load_server_cert(&stored.object, &secret_ref)
+                .map_err(|why| format!("{why} (Secret read from {})", stored.origin)),
+        };
+        self.secrets.insert(key.clone(), result.clone());
+        result
+    }
+
+    fn default_certificate(&mut self, key: Option<&NamespacedName>) -> Option<Arc<CertSet>> {
+        let key = key?;
+        let origin = self.store.secrets.get(key).map(|s| s.origin.clone());
+        match self.server_cert(key) {
+            Ok(cert) => Some(Arc::new(CertSet::new(vec![cert]))),
+            Err(why) => {
+                self.problems.push(
+                    Problem::rejected(
+                        key.object_ref(ObjectKind::Secret),
+                        format!(
+                            "the --default-ssl-certificate Secret cannot be used: {why}; the \
+                             generated self-signed certificate is served instead"
+                        ),
+                    )
+                    .from_origin(origin),
+                );
+                None
+            }
+        }
+    }
+
+    /// The shared slot of a Service backend. The error is a field suffix and a reason.
+    fn backend_slot(
+        &mut self,
+        namespace: &str,
+        backend: &IngressBackend,
+    ) -> Result<Arc<BackendSlot>, (&'static str, String)> {
+        if backend.resource.is_some() {
+            return Err((
+                ".resource",
+                "resource backends are not supported; point the path at a Service with \
+                 backend.service"
+                    .to_string(),
+            ));
+        }
+        let Some(service) = backend.service.as_ref() else {
+            return Err((
+                "",
+                "the backend names no Service; set backend.service.name and backend.service.port"
+                    .to_string(),
+            ));
+        };
+        let port_ref = service.port.as_ref();
+        let port = match (
+            port_ref.and_then(|p| p.number),
+            port_ref
+                .and_then(|p| p.name.as_deref())
+                .filter(|n| !n.is_empty()),
+        ) {
+            (Some(n), None) if (1..=65535).contains(&n) => ServicePortRef::Number(n),
+            (None, Some(name)) => ServicePortRef::Name(name.to_string()),
+            (Some(n), None) => {
+                return Err((
+                    ".service.port.number",
+                    format!("{n} is not a port number; use 1 to 65535"),
+                ));
+            }
+            _ => {
+                return Err((
+                    ".service.port",
+                    "set exactly one of service.port.number and service.port.name".to_string(),
+                ));
+            }
+        };
+        let key = BackendKey {
+            namespace: namespace.to_string(),
+            service: service.name.clone(),
+            port,
+        };
+        let store = self.store;
+        Ok(self
+            .backends
+            .entry(key)
+            .or_insert_with_key(|key| {
+                Arc::new(BackendSlot::new(key.clone(), resolve_endpoints(store, key)))
+            })
+            .clone())
+    }
+
+    fn finish(self, globals: GlobalOptions, default_cert: Option<Arc<CertSet>>) -> Translation {
+        let mut table = HostTable::default();
+        for (name, host) in self.hosts {
+            let mut routes = host.routes;
+            routes.sort_by(|a, b| a.path.match_order(&b.path));
+            let vhost = Arc::new(VirtualHost {
+                tls: !name.is_empty() && self.tls_hosts.contains(&name),
+                name,
+                routes,
+                fallback: host.fallback,
+            });
+            if vhost.name.is_empty() {
+                table.default = vhost;
+            } else {
+                table.insert(vhost);
+            }
+        }
+        let mut certificates = CertStore {
+            default: default_cert,
+            ..CertStore::default()
+        };
+        for (name, certs) in self.certs {
+            let set = Arc::new(CertSet::new(certs));
+            match name.strip_prefix("*.") {
+                Some(parent) => certificates.wildcard.insert(parent.to_string(), set),
+                None => certificates.exact.insert(name, set),
+            };
+        }
+        Translation {
+            snapshot: Snapshot {
+                version: 0,
+                hosts: table,
+                certificates,
+                backends: self.backends,
+                options: Arc::new(globals),
+            },
+            problems: self.problems,
+        }
+    }
+}
+
+fn route(ctx: &IngressCtx<'_>, path: PathMatch, slot: Arc<BackendSlot>) -> Route {
+    Route {
+        path,
+        target: RouteTarget::Backend(slot),
+        policy: ctx.policy.clone(),
+        ingress: ctx.object.clone(),
+    }
+}

@@ -1,0 +1,140 @@
+//! Backend resolution, Kubernetes' way: Ingress port -> Service port -> EndpointSlice port of the
+//! same name -> ready addresses. Legacy v1 Endpoints are read only when a Service has no slices.
+
+use k8s_openapi::api::core::v1::{Endpoints as LegacyEndpoints, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use sluice_model::{BackendKey, Endpoints, ServicePortRef, Snapshot, Unavailable, Upstream};
+use sluice_store::{NamespacedName, ObjectStore};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+
+/// Endpoints of one backend, Kubernetes' way.
+pub fn resolve_endpoints(store: &ObjectStore, key: &BackendKey) -> Endpoints {
+    let service_key = NamespacedName::new(key.namespace.clone(), key.service.clone());
+    let Some(service) = store.services.get(&service_key) else {
+        return Endpoints::Unavailable(Unavailable::NoService);
+    };
+    let service = service.object.as_ref();
+    if let Some(host) = external_name(service) {
+        return match external_port(service, &key.port) {
+            Some(port) => Endpoints::Ready(vec![Upstream::Dns {
+                host: host.to_string(),
+                port,
+            }]),
+            None => Endpoints::Unavailable(Unavailable::NoServicePort),
+        };
+    }
+    let Some(service_port) = find_service_port(service, &key.port) else {
+        return Endpoints::Unavailable(Unavailable::NoServicePort);
+    };
+    let port_name = service_port.name.as_deref().unwrap_or("");
+
+    let mut ready = BTreeSet::new();
+    let mut any_slice = false;
+    for slice in store.endpoint_slices_of(&service_key) {
+        any_slice = true;
+        collect_slice(&slice.object, port_name, &mut ready);
+    }
+    if !any_slice && let Some(legacy) = store.endpoints.get(&service_key) {
+        collect_legacy(&legacy.object, port_name, &mut ready);
+    }
+    if ready.is_empty() {
+        Endpoints::Unavailable(Unavailable::NoReadyEndpoints)
+    } else {
+        Endpoints::Ready(ready.into_iter().map(Upstream::Socket).collect())
+    }
+}
+
+/// For an endpoint-only change: sets every slot of `snapshot.backends` from the store.
+pub fn refresh_endpoints(store: &ObjectStore, snapshot: &Snapshot) {
+    for (key, slot) in &snapshot.backends {
+        slot.set_endpoints(resolve_endpoints(store, key));
+    }
+}
+
+fn external_name(service: &Service) -> Option<&str> {
+    let spec = service.spec.as_ref()?;
+    if spec.type_.as_deref() != Some("ExternalName") {
+        return None;
+    }
+    spec.external_name.as_deref().filter(|n| !n.is_empty())
+}
+
+/// An ExternalName Service has no endpoints: the Ingress's port number is used as is, a port
+/// name is looked up among the Service's ports.
+fn external_port(service: &Service, port: &ServicePortRef) -> Option<u16> {
+    let number = match port {
+        ServicePortRef::Number(n) => *n,
+        ServicePortRef::Name(_) => find_service_port(service, port)?.port,
+    };
+    u16::try_from(number).ok().filter(|p| *p != 0)
+}
+
+fn find_service_port<'a>(service: &'a Service, port: &ServicePortRef) -> Option<&'a ServicePort> {
+    let ports = service.spec.as_ref()?.ports.as_ref()?;
+    match port {
+        ServicePortRef::Number(n) => ports.iter().find(|p| p.port == *n),
+        ServicePortRef::Name(name) => ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name.as_str())),
+    }
+}
+
+fn collect_slice(slice: &EndpointSlice, port_name: &str, out: &mut BTreeSet<SocketAddr>) {
+    let ports = slice.ports.as_deref().unwrap_or(&[]);
+    let by_name = ports
+        .iter()
+        .find(|p| p.name.as_deref().unwrap_or("") == port_name);
+    // Hand-written slices often name their only port while the Service port stays unnamed.
+    let chosen = match by_name {
+        Some(p) => Some(p),
+        None if port_name.is_empty() && ports.len() == 1 => ports.first(),
+        None => None,
+    };
+    let Some(port) = chosen
+        .and_then(|p| p.port)
+        .and_then(|p| u16::try_from(p).ok())
+    else {
+        return;
+    };
+    for endpoint in &slice.endpoints {
+        let conditions = endpoint.conditions.as_ref();
+        let ready = conditions.and_then(|c| c.ready);
+        let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+        // Absent `ready` means ready, unless the endpoint is going away.
+        let usable = match ready {
+            Some(r) => r,
+            None => !terminating,
+        };
+        if !usable {
+            continue;
+        }
+        for address in &endpoint.addresses {
+            if let Ok(ip) = address.parse::<IpAddr>() {
+                out.insert(SocketAddr::new(ip, port));
+            }
+        }
+    }
+}
+
+fn collect_legacy(endpoints: &LegacyEndpoints, port_name: &str, out: &mut BTreeSet<SocketAddr>) {
+    for subset in endpoints.subsets.as_deref().unwrap_or(&[]) {
+        let ports = subset.ports.as_deref().unwrap_or(&[]);
+        let chosen = ports
+            .iter()
+            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+            .or(if port_name.is_empty() && ports.len() == 1 {
+                ports.first()
+            } else {
+                None
+            });
+        let Some(port) = chosen.and_then(|p| u16::try_from(p.port).ok()) else {
+            continue;
+        };
+        for address in subset.addresses.as_deref().unwrap_or(&[]) {
+            if let Ok(ip) = address.ip.parse::<IpAddr>() {
+                out.insert(SocketAddr::new(ip, port));
+            }
+        }
+    }
+}

@@ -1,1 +1,86 @@
+//! The data plane: HTTP and HTTPS listeners that route every request through the current
+//! [`sluice_model::Snapshot`] to an upstream endpoint.
+//!
+//! The snapshot is swapped by the caller; the data plane only ever loads it (one atomic load per
+//! request and per TLS handshake), so configuration and certificate changes apply to the next
+//! request or handshake without touching listeners or open connections.
 
+mod body;
+mod forward;
+mod listener;
+mod reply;
+mod request_id;
+mod router;
+mod tls;
+mod upstream;
+
+use arc_swap::ArcSwap;
+use sluice_model::Snapshot;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Tuning of the listeners.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Longest wait for in-flight requests and connections once shutdown starts.
+    pub drain_timeout: Duration,
+    /// Longest a client may take to complete the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            drain_timeout: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the data plane could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(
+        "could not generate the self-signed fallback certificate served for unknown TLS names: {0}"
+    )]
+    FakeCertificate(String),
+    #[error("could not set up TLS (rustls with aws-lc-rs): {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The proxy itself: cheap to clone, shares everything.
+#[derive(Clone)]
+pub struct DataPlane {
+    inner: Arc<router::Router>,
+    tls: tokio_rustls::TlsAcceptor,
+    config: Arc<ProxyConfig>,
+}
+
+impl DataPlane {
+    /// `snapshot` is swapped by the caller on every config change; the data plane only loads it.
+    pub fn new(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        config: ProxyConfig,
+    ) -> Result<DataPlane, ProxyError> {
+        let server_config = tls::server_config(snapshot.clone())?;
+        Ok(DataPlane {
+            inner: Arc::new(router::Router::new(snapshot)),
+            tls: tokio_rustls::TlsAcceptor::from(server_config),
+            config: Arc::new(config),
+        })
+    }
+
+    /// Serve plain HTTP (HTTP/1.1 + h2c prior knowledge) until `shutdown` is cancelled, then stop
+    /// accepting and wait for in-flight requests/connections (bounded by `drain_timeout`).
+    pub async fn serve_http(&self, listener: TcpListener, shutdown: CancellationToken) {
+        listener::serve(self.clone(), listener, None, shutdown).await
+    }
+
+    /// Serve TLS (ALPN h2 and http/1.1; TLS 1.2 and 1.3) until `shutdown` is cancelled, then
+    /// drain like [`DataPlane::serve_http`].
+    pub async fn serve_https(&self, listener: TcpListener, shutdown: CancellationToken) {
+        listener::serve(self.clone(), listener, Some(self.tls.clone()), shutdown).await
+    }
+}

@@ -1,0 +1,264 @@
+//! One request: find its route in the current snapshot, then redirect, refuse or proxy it.
+
+use crate::body::{RequestBody, ResponseBody, SendProgress, UpstreamBody};
+use crate::forward::{self, ConnectionInfo};
+use crate::reply::{self, SERVER_NAME};
+use crate::upstream::{Pool, PooledConnection};
+use arc_swap::ArcSwap;
+use http::header::{HOST, HeaderValue, SERVER, STRICT_TRANSPORT_SECURITY};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use sluice_model::{BackendSlot, GlobalOptions, HostTable, RoutePolicy, Snapshot, Unavailable};
+use std::sync::Arc;
+
+/// ingress-nginx's `no-tls-redirect-locations` default: ACME http-01 challenges must reach the
+/// solver over plain HTTP even on hosts that redirect to https.
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+pub(crate) struct Router {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    pool: Arc<Pool>,
+    /// The HSTS header of the last options seen, so it is formatted once per options change.
+    hsts: ArcSwap<(Arc<GlobalOptions>, Option<HeaderValue>)>,
+}
+
+/// What a request needs from the snapshot, taken out so the snapshot is not held across awaits.
+struct Matched {
+    backend: Arc<BackendSlot>,
+    policy: Arc<RoutePolicy>,
+}
+
+impl Router {
+    pub(crate) fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+        let options = snapshot.load().options.clone();
+        let hsts = hsts_value(&options);
+        Router {
+            snapshot,
+            pool: Arc::default(),
+            hsts: ArcSwap::from_pointee((options, hsts)),
+        }
+    }
+
+    pub(crate) async fn handle(
+        &self,
+        request: Request<Incoming>,
+        conn: &ConnectionInfo,
+    ) -> Response<ResponseBody> {
+        let authority = request_authority(&request);
+        let host_text = authority
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let host = HostTable::normalize(host_text);
+        let path = request.uri().path();
+
+        let (matched, hsts) = {
+            let snapshot = self.snapshot.load();
+            let vhost = snapshot.hosts.lookup(&host);
+            let hsts = if conn.tls && vhost.tls {
+                self.hsts_for(&snapshot.options)
+            } else {
+                None
+            };
+            let matched = vhost.find(path).map(|route| Matched {
+                backend: route.backend().clone(),
+                policy: route.policy.clone(),
+            });
+            let redirect = match &matched {
+                Some(m) if !conn.tls && !path.starts_with(ACME_CHALLENGE_PREFIX) => {
+                    (vhost.tls && m.policy.ssl_redirect) || m.policy.force_ssl_redirect
+                }
+                _ => false,
+            };
+            if redirect && let Some(m) = &matched {
+                return https_redirect(&host, &request, &m.policy);
+            }
+            (matched, hsts)
+        };
+
+        let mut response = match matched {
+            None => reply::text(
+                StatusCode::NOT_FOUND,
+                format_args!("no route for host {host} path {path}"),
+            ),
+            Some(_) if request.method() == Method::CONNECT => reply::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format_args!("CONNECT is not supported by this proxy"),
+            ),
+            Some(matched) => self.proxy(request, authority, conn, matched).await,
+        };
+        if let Some(hsts) = hsts {
+            let headers = response.headers_mut();
+            if !headers.contains_key(STRICT_TRANSPORT_SECURITY) {
+                headers.insert(STRICT_TRANSPORT_SECURITY, hsts);
+            }
+        }
+        response
+    }
+
+    fn hsts_for(&self, options: &Arc<GlobalOptions>) -> Option<HeaderValue> {
+        let cached = self.hsts.load();
+        if Arc::ptr_eq(&cached.0, options) {
+            return cached.1.clone();
+        }
+        let value = hsts_value(options);
+        self.hsts.store(Arc::new((options.clone(), value.clone())));
+        value
+    }
+
+    async fn proxy(
+        &self,
+        mut request: Request<Incoming>,
+        authority: Option<HeaderValue>,
+        conn: &ConnectionInfo,
+        matched: Matched,
+    ) -> Response<ResponseBody> {
+        let Matched { backend, policy } = matched;
+        let upstream = match backend.pick() {
+            Ok(upstream) => upstream,
+            Err(why) => return unavailable(&backend, &why),
+        };
+
+        let client_version = request.version();
+        let upgrade =
+            client_version == Version::HTTP_11 && forward::is_upgrade_request(request.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, body) = request.into_parts();
+        forward::to_upstream(&mut parts.headers, conn, authority, upgrade);
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            parts.uri = origin_form(&parts.uri);
+        }
+        parts.version = Version::HTTP_11;
+        let progress = (!body.is_end_stream()).then(|| Arc::new(SendProgress::new()));
+        let upstream_request = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
+
+        let (mut response, connection) = match self
+            .pool
+            .send(&upstream, upstream_request, &policy, progress.as_deref())
+            .await
+        {
+            Ok(exchanged) => exchanged,
+            Err(e) => {
+                let status = if e.is_timeout() {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                tracing::debug!(%upstream, backend = %backend.key, client = %conn.peer, error = %e, "upstream failed");
+                return reply::text(
+                    status,
+                    format_args!("upstream {upstream} of {}: {e}", backend.key),
+                );
+            }
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return reply::text(
+                    StatusCode::BAD_GATEWAY,
+                    format_args!(
+                        "upstream {upstream} of {} switched protocols without being asked to",
+                        backend.key
+                    ),
+                );
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, connection));
+            let (mut parts, _) = response.into_parts();
+            forward::to_client(&mut parts.headers, true);
+            finish_head(&mut parts, client_version);
+            return Response::from_parts(parts, ResponseBody::empty());
+        }
+        let (mut parts, body) = response.into_parts();
+        forward::to_client(&mut parts.headers, false);
+        finish_head(&mut parts, client_version);
+        let connection = if body.is_end_stream() {
+            connection.release();
+            None
+        } else {
+            Some(connection)
+        };
+        let body = ResponseBody::Upstream(UpstreamBody::new(body, policy.read_timeout, connection));
+        Response::from_parts(parts, body)
+    }
+}
+
+/// The client's host: HTTP/2 `:authority` (or an absolute-form HTTP/1 target), else `Host`.
+fn request_authority<B>(request: &Request<B>) -> Option<HeaderValue> {
+    match request.uri().authority() {
+        // Only HTTP/2 and absolute-form requests pay for this conversion.
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => request.headers().get(HOST).cloned(),
+    }
+}
+
+fn finish_head(parts: &mut http::response::Parts, client_version: Version) {
+    if !parts.headers.contains_key(SERVER) {
+        parts.headers.insert(SERVER, SERVER_NAME);
+    }
+    parts.version = client_version;
+}
+
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(pq) => Uri::from(pq.clone()),
+        None => Uri::from_static("/"),
+    }
+}
+
+fn hsts_value(options: &GlobalOptions) -> Option<HeaderValue> {
+    options
+        .hsts_header()
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+}
+
+fn https_redirect<B>(
+    host: &str,
+    request: &Request<B>,
+    policy: &RoutePolicy,
+) -> Response<ResponseBody> {
+    let status = StatusCode::from_u16(policy.redirect_code)
+        .ok()
+        .filter(StatusCode::is_redirection)
+        .unwrap_or(StatusCode::PERMANENT_REDIRECT);
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    // The https port is not known here; like ingress-nginx with the standard ports, the redirect
+    // names the host alone (so port 443).
+    reply::redirect(status, &format!("https://{host}{target}"))
+}
+
+fn unavailable(backend: &BackendSlot, why: &Unavailable) -> Response<ResponseBody> {
+    let key = &backend.key;
+    let detail = match why {
+        Unavailable::NoService => {
+            format!("service {}/{} does not exist", key.namespace, key.service)
+        }
+        Unavailable::NoServicePort => format!(
+            "service {}/{} has no port {}",
+            key.namespace, key.service, key.port
+        ),
+        Unavailable::NoReadyEndpoints => format!("{key} has no ready endpoints"),
+    };
+    reply::text(StatusCode::SERVICE_UNAVAILABLE, format_args!("{detail}"))
+}
+
+/// Joins the client and upstream sides of an upgraded connection (e.g. a WebSocket).
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, connection: PooledConnection) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    // The upstream connection now belongs to the tunnel; it is never pooled again.
+    drop(connection);
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
+}

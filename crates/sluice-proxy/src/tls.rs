@@ -1,0 +1,92 @@
+//! TLS server configuration: the certificate is chosen per handshake from the current snapshot.
+//!
+//! One `ServerConfig` lives as long as the process. Its resolver loads the snapshot on every
+//! ClientHello, so a renewed certificate is served from the next handshake with no listener or
+//! config rebuild, and session tickets stay valid across snapshot swaps.
+
+use crate::ProxyError;
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use sluice_model::Snapshot;
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+/// The name in the fallback certificate, so a client that sees it knows no real one applied.
+pub(crate) const FAKE_CERT_COMMON_NAME: &str = "Sluice Fake Certificate";
+pub(crate) const FAKE_CERT_DNS_NAME: &str = "sluice.invalid";
+
+pub(crate) fn server_config(
+    snapshot: Arc<ArcSwap<Snapshot>>,
+) -> Result<Arc<ServerConfig>, ProxyError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let resolver = SnapshotCertResolver {
+        snapshot,
+        fallback: fake_certificate(&provider)?,
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer = process_ticketer()?;
+    Ok(Arc::new(config))
+}
+
+/// One ticket key schedule per process, so tickets issued by one listener (or one `DataPlane`)
+/// resume on every other.
+fn process_ticketer() -> Result<Arc<dyn ProducesTickets>, ProxyError> {
+    static TICKETER: OnceLock<Arc<dyn ProducesTickets>> = OnceLock::new();
+    if let Some(t) = TICKETER.get() {
+        return Ok(t.clone());
+    }
+    let fresh = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    Ok(TICKETER.get_or_init(|| fresh).clone())
+}
+
+/// A self-signed ECDSA P-256 certificate for handshakes that match no configured certificate.
+fn fake_certificate(provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, ProxyError> {
+    let fail = |e: &dyn std::fmt::Display| ProxyError::FakeCertificate(e.to_string());
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| fail(&e))?;
+    let mut params = rcgen::CertificateParams::new(vec![FAKE_CERT_DNS_NAME.to_string()])
+        .map_err(|e| fail(&e))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, FAKE_CERT_COMMON_NAME);
+    let cert = params.self_signed(&key).map_err(|e| fail(&e))?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing_key = provider.key_provider.load_private_key(der)?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing_key,
+    )))
+}
+
+#[derive(Debug)]
+struct SnapshotCertResolver {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    fallback: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for SnapshotCertResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = client_hello.server_name().map(|name| {
+            if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(name)
+            }
+        });
+        let snapshot = self.snapshot.load();
+        // rustls has already narrowed the schemes to those usable with the shared cipher suites,
+        // so an ECDHE-RSA-only TLS 1.2 client is offered only RSA schemes here.
+        let chosen = snapshot
+            .certificates
+            .lookup(sni.as_deref())
+            .and_then(|set| set.choose(client_hello.signature_schemes()));
+        Some(chosen.unwrap_or_else(|| self.fallback.clone()))
+    }
+}

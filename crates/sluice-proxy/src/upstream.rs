@@ -1,0 +1,248 @@
+//! Upstream HTTP/1.1 connections: connect (with DNS for ExternalName), keep-alive pooling keyed by
+//! endpoint, and the connect / send / read timeouts of a route's policy.
+//!
+//! A small pool of our own rather than hyper-util's legacy client: every timeout is per request
+//! (from the route's policy), and each failure must map to the right status (502 vs 504), which
+//! is simplest when this code owns the sockets.
+
+use crate::body::{RequestBody, SendProgress};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use sluice_model::{RoutePolicy, Upstream};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Idle connections kept per endpoint; more are closed when released.
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// An idle connection older than this is not reused (servers commonly close after 60 s or less;
+/// using one they are about to close costs a failed attempt).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// Why the upstream gave no response.
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    /// Refused, reset, unreachable, or the name did not resolve: 502.
+    Connect(io::Error),
+    /// 504.
+    ConnectTimeout(Duration),
+    /// The connection failed while sending the request or reading the response head: 502.
+    Exchange(hyper::Error),
+    /// The client's request body stalled on its way to the upstream: 504.
+    SendTimeout(Duration),
+    /// The upstream did not answer in time: 504.
+    ReadTimeout(Duration),
+}
+
+impl UpstreamError {
+    pub(crate) fn is_timeout(&self) -> bool {
+        match self {
+            UpstreamError::Connect(e) => e.kind() == io::ErrorKind::TimedOut,
+            UpstreamError::Exchange(e) => e.is_timeout(),
+            UpstreamError::ConnectTimeout(_)
+            | UpstreamError::SendTimeout(_)
+            | UpstreamError::ReadTimeout(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Connect(e) => write!(f, "could not connect: {e}"),
+            UpstreamError::ConnectTimeout(t) => {
+                write!(f, "no connection within {t:?} (connect timeout)")
+            }
+            UpstreamError::Exchange(e) => write!(f, "connection failed before a response: {e}"),
+            UpstreamError::SendTimeout(t) => {
+                write!(f, "request body could not be sent for {t:?} (send timeout)")
+            }
+            UpstreamError::ReadTimeout(t) => write!(f, "no response within {t:?} (read timeout)"),
+        }
+    }
+}
+
+struct IdleConnection {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// Idle keep-alive connections by endpoint.
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: Mutex<HashMap<Upstream, Vec<IdleConnection>>>,
+}
+
+/// A connection in use by one request. [`PooledConnection::release`] hands it back once the
+/// response is complete; dropping it instead closes it.
+pub(crate) struct PooledConnection {
+    pool: Arc<Pool>,
+    upstream: Upstream,
+    sender: http1::SendRequest<RequestBody>,
+}
+
+impl PooledConnection {
+    pub(crate) fn release(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(self.upstream).or_default();
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push(IdleConnection {
+                sender: self.sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+impl Pool {
+    /// Sends `request` to `upstream` and waits for the response head, within the policy's
+    /// timeouts. `progress` tracks the request body, when there is one.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        upstream: &Upstream,
+        mut request: Request<RequestBody>,
+        policy: &RoutePolicy,
+        progress: Option<&SendProgress>,
+    ) -> Result<(Response<Incoming>, PooledConnection), UpstreamError> {
+        loop {
+            let (mut conn, reused) = match self.checkout(upstream).await {
+                Some(conn) => (conn, true),
+                None => (self.connect(upstream, policy.connect_timeout).await?, false),
+            };
+            let exchange = conn.sender.try_send_request(request);
+            match wait_for_head(exchange, policy, progress).await? {
+                Ok(response) => return Ok((response, conn)),
+                Err(mut failed) => match failed.take_message() {
+                    // The pooled connection was closed by the upstream before our request went
+                    // out: nothing was sent, so another connection may carry it.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(UpstreamError::Exchange(failed.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn checkout(self: &Arc<Self>, upstream: &Upstream) -> Option<PooledConnection> {
+        loop {
+            let idle = {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                let list = idle.get_mut(upstream)?;
+                let now = Instant::now();
+                loop {
+                    // Most recently used first: it is the least likely to have been closed.
+                    let candidate = list.pop()?;
+                    if !candidate.sender.is_closed() && now - candidate.since < IDLE_TIMEOUT {
+                        break candidate;
+                    }
+                }
+            };
+            let mut sender = idle.sender;
+            // Resolves at once for an idle connection; fails if the upstream closed it.
+            if sender.ready().await.is_ok() {
+                return Some(PooledConnection {
+                    pool: self.clone(),
+                    upstream: upstream.clone(),
+                    sender,
+                });
+            }
+        }
+    }
+
+    async fn connect(
+        self: &Arc<Self>,
+        upstream: &Upstream,
+        timeout: Duration,
+    ) -> Result<PooledConnection, UpstreamError> {
+        let stream = tokio::time::timeout(timeout, open_stream(upstream))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout(timeout))?
+            .map_err(UpstreamError::Connect)?;
+        // Small writes (headers, websocket frames) must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(PooledConnection {
+            pool: self.clone(),
+            upstream: upstream.clone(),
+            sender,
+        })
+    }
+}
+
+async fn open_stream(upstream: &Upstream) -> io::Result<TcpStream> {
+    match upstream {
+        Upstream::Socket(addr) => TcpStream::connect(addr).await,
+        Upstream::Dns { host, port } => {
+            let addrs = tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("resolving {host}: {e}")))?;
+            let mut last_error = None;
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            Err(last_error.unwrap_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{host} resolved to no address"),
+                )
+            }))
+        }
+    }
+}
+
+/// Waits for the response head. While the request body is still being sent the send timeout
+/// applies between its chunks; after that the read timeout runs from its last chunk (or from
+/// sending a request without body).
+async fn wait_for_head<F: Future>(
+    exchange: F,
+    policy: &RoutePolicy,
+    progress: Option<&SendProgress>,
+) -> Result<F::Output, UpstreamError> {
+    let sent_at = Instant::now();
+    let deadline = || match progress {
+        Some(p) if !p.is_done() => (
+            p.last_activity().max(sent_at) + policy.send_timeout,
+            UpstreamError::SendTimeout(policy.send_timeout),
+        ),
+        Some(p) => (
+            p.last_activity().max(sent_at) + policy.read_timeout,
+            UpstreamError::ReadTimeout(policy.read_timeout),
+        ),
+        None => (
+            sent_at + policy.read_timeout,
+            UpstreamError::ReadTimeout(policy.read_timeout),
+        ),
+    };
+    let mut exchange = pin!(exchange);
+    loop {
+        let (at, _) = deadline();
+        if let Ok(out) = tokio::time::timeout_at(at, &mut exchange).await {
+            return Ok(out);
+        }
+        // The body may have made progress meanwhile, which moves the deadline.
+        let (at, expired) = deadline();
+        if at <= Instant::now() {
+            return Err(expired);
+        }
+    }
+}

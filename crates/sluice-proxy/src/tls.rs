@@ -25,7 +25,7 @@ pub(crate) fn server_config(
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let resolver = SnapshotCertResolver {
         snapshot,
-        fallback: fake_certificate(&provider)?,
+        fallback: fake_certificates(&provider)?,
     };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -47,10 +47,27 @@ fn process_ticketer() -> Result<Arc<dyn ProducesTickets>, ProxyError> {
     Ok(TICKETER.get_or_init(|| fresh).clone())
 }
 
-/// A self-signed ECDSA P-256 certificate for handshakes that match no configured certificate.
-fn fake_certificate(provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, ProxyError> {
+/// Self-signed certificates for handshakes that match no configured certificate: ECDSA P-256,
+/// and RSA-2048 for clients that cannot use ECDSA (so they see the fallback rather than a
+/// handshake failure). Generated once per process: RSA key generation is slow.
+fn fake_certificates(provider: &CryptoProvider) -> Result<Arc<[Arc<CertifiedKey>]>, ProxyError> {
+    static FAKE: OnceLock<Arc<[Arc<CertifiedKey>]>> = OnceLock::new();
+    if let Some(certs) = FAKE.get() {
+        return Ok(certs.clone());
+    }
+    let fresh: Arc<[Arc<CertifiedKey>]> = Arc::new([
+        fake_certificate(provider, &rcgen::PKCS_ECDSA_P256_SHA256)?,
+        fake_certificate(provider, &rcgen::PKCS_RSA_SHA256)?,
+    ]);
+    Ok(FAKE.get_or_init(|| fresh).clone())
+}
+
+fn fake_certificate(
+    provider: &CryptoProvider,
+    algorithm: &'static rcgen::SignatureAlgorithm,
+) -> Result<Arc<CertifiedKey>, ProxyError> {
     let fail = |e: &dyn std::fmt::Display| ProxyError::FakeCertificate(e.to_string());
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| fail(&e))?;
+    let key = rcgen::KeyPair::generate_for(algorithm).map_err(|e| fail(&e))?;
     let mut params = rcgen::CertificateParams::new(vec![FAKE_CERT_DNS_NAME.to_string()])
         .map_err(|e| fail(&e))?;
     params
@@ -68,7 +85,8 @@ fn fake_certificate(provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, Prox
 #[derive(Debug)]
 struct SnapshotCertResolver {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    fallback: Arc<CertifiedKey>,
+    /// ECDSA first, like [`sluice_model::CertSet`].
+    fallback: Arc<[Arc<CertifiedKey>]>,
 }
 
 impl ResolvesServerCert for SnapshotCertResolver {
@@ -87,6 +105,13 @@ impl ResolvesServerCert for SnapshotCertResolver {
             .certificates
             .lookup(sni.as_deref())
             .and_then(|set| set.choose(client_hello.signature_schemes()));
-        Some(chosen.unwrap_or_else(|| self.fallback.clone()))
+        chosen.or_else(|| {
+            let schemes = client_hello.signature_schemes();
+            self.fallback
+                .iter()
+                .find(|c| c.key.choose_scheme(schemes).is_some())
+                .or(self.fallback.first())
+                .cloned()
+        })
     }
 }

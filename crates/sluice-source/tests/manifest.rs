@@ -271,7 +271,7 @@ async fn an_invalid_object_is_named_and_keeps_the_old_version() {
     assert!(
         problem
             .to_string()
-            .contains("svc.yaml:2: Service default/a rejected"),
+            .contains("svc.yaml:8: Service default/a rejected"),
         "{problem}"
     );
     assert_eq!(port_of_service(&update, "a"), Some(80));

@@ -1,6 +1,7 @@
 //! The manifest directory: every `*.yaml`, `*.yml` and `*.json` file below a directory, read
 //! into the object store and kept in step with the directory while it changes.
 
+mod locate;
 mod parse;
 mod scan;
 mod state;

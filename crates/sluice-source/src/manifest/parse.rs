@@ -1,11 +1,12 @@
 //! One manifest file's text to the objects it defines, each with the line it starts on.
 
+use super::locate::DocumentText;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_saphyr::{SnippetMode, Spanned};
 use sluice_model::{ObjectKind, ObjectRef, Origin, Problem};
-use sluice_store::{NamespacedName, ObjectStore, StoredObject};
+use sluice_store::{DecodeError, NamespacedName, ObjectStore, StoredObject};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -95,7 +96,11 @@ impl FileParser {
                             .map(|line| line + lines_before)
                             .collect()
                     };
-                    self.document(value, start_line, item_lines);
+                    let text = DocumentText::Yaml {
+                        text: chunk.text,
+                        lines_before,
+                    };
+                    self.document(value, start_line, item_lines, text);
                 }
                 Err(err) => {
                     let line = err
@@ -125,8 +130,12 @@ impl FileParser {
                 None => break,
                 Some(Ok(value)) => {
                     let line = line_at(&text.as_bytes()[..start]);
+                    let document = DocumentText::Json {
+                        text: &text[start..stream.byte_offset()],
+                        lines_before: line - 1,
+                    };
                     // serde_json keeps no positions, so list items are reported at the list.
-                    self.document(value, line, Vec::new);
+                    self.document(value, line, Vec::new, document);
                 }
                 Some(Err(err)) => {
                     let line = if err.line() > 0 {
@@ -145,9 +154,15 @@ impl FileParser {
     }
 
     /// A document is one object or a `List` of them (`kubectl get -o yaml` writes those).
-    fn document(&mut self, value: Value, line: usize, item_lines: impl FnOnce() -> Vec<usize>) {
+    fn document(
+        &mut self,
+        value: Value,
+        line: usize,
+        item_lines: impl FnOnce() -> Vec<usize>,
+        text: DocumentText<'_>,
+    ) {
         let Some(list_kind) = list_kind(&value).map(str::to_string) else {
-            self.object(value, line);
+            self.object(value, line, text);
             return;
         };
         let api_version = value.get("apiVersion").cloned();
@@ -174,11 +189,12 @@ impl FileParser {
                         .or_insert_with(|| api_version.clone());
                 }
             }
-            self.object(item, lines.get(index).copied().unwrap_or(line));
+            let line = lines.get(index).copied().unwrap_or(line);
+            self.object(item, line, DocumentText::Unknown);
         }
     }
 
-    fn object(&mut self, value: Value, line: usize) {
+    fn object(&mut self, value: Value, line: usize, text: DocumentText<'_>) {
         let origin = file_origin(&self.path, line);
         match StoredObject::from_value(value.clone()) {
             Ok(Some(object)) => {
@@ -212,6 +228,15 @@ impl FileParser {
                 );
             }
             Err(err) => {
+                let origin = match &err {
+                    DecodeError::Schema {
+                        api_version, kind, ..
+                    } => text
+                        .error_line(api_version, kind)
+                        .map(|line| file_origin(&self.path, line))
+                        .unwrap_or(origin),
+                    DecodeError::MissingField(_) => origin,
+                };
                 let reason = format!("{err}; {KEEP_HINT}");
                 let problem = match object_ref(&value) {
                     Some(object) => Problem::rejected(object, reason).from_origin(Some(origin)),
@@ -448,7 +473,7 @@ kind: Service
         let shown: Vec<String> = parsed.problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(shown.len(), 2, "{shown:?}");
         assert!(
-            shown[0].starts_with("b.yaml:5: Ingress shop/web rejected: "),
+            shown[0].starts_with("b.yaml:11: Ingress shop/web rejected: "),
             "{}",
             shown[0]
         );
@@ -456,6 +481,20 @@ kind: Service
             shown[1].starts_with("b.yaml:13: file rejected: missing `apiVersion`"),
             "{}",
             shown[1]
+        );
+    }
+
+    #[test]
+    fn schema_errors_point_at_the_offending_line() {
+        let path: Arc<str> = "s.json".into();
+        let text = "{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {\"name\": \"a\"}}\n\n{\"apiVersion\": \"v1\", \"kind\": \"Service\",\n \"metadata\": {\"name\": \"b\"},\n \"spec\": {\"ports\": [{\"port\": \"eighty\"}]}}\n";
+        let parsed = parse_file(&path, text, true);
+        let shown: Vec<String> = parsed.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].starts_with("s.json:5: Service default/b rejected: "),
+            "{}",
+            shown[0]
         );
     }
 

@@ -27,13 +27,15 @@ pub fn load_yaml(store: &mut ObjectStore, file: &str, text: &str) {
         }
     }
     docs.push((start_line, current));
-    for (line, doc) in docs {
-        if doc
+    for (start, doc) in docs {
+        // The document's line is that of its first content line, past leading comments.
+        let Some(skipped) = doc
             .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
+            .position(|l| !(l.trim().is_empty() || l.trim_start().starts_with('#')))
+        else {
             continue;
-        }
+        };
+        let line = start + skipped;
         let value: serde_json::Value =
             serde_saphyr::from_str(&doc).unwrap_or_else(|e| panic!("{file}:{line}: not YAML: {e}"));
         let object = StoredObject::from_value(value)

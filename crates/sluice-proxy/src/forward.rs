@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const PROXY: HeaderName = HeaderName::from_static("proxy");
+const EXPECT: HeaderName = HeaderName::from_static("expect");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -114,6 +115,9 @@ pub(crate) fn to_upstream(
         headers.insert(CONNECTION, UPGRADE_TOKEN);
     }
     headers.remove(PROXY);
+    // The client's `Expect: 100-continue` is answered by this hop (hyper sends the 100 when the
+    // body is first read); the upstream receives the body without waiting.
+    headers.remove(EXPECT);
     if let Some(host) = host {
         // The same value as the client's Host; for HTTP/2 it is `:authority`, which has no
         // Host header of its own.
@@ -167,6 +171,7 @@ mod tests {
             ("te", "trailers"),
             ("transfer-encoding", "chunked"),
             ("proxy", "http://evil"),
+            ("expect", "100-continue"),
             ("x-kept", "yes"),
         ]);
         let conn = ConnectionInfo::new("10.1.2.3:5555".parse().unwrap(), 80, false);

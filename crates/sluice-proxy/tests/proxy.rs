@@ -509,3 +509,102 @@ async fn shutdown_waits_for_in_flight_requests() {
     assert_eq!(reply.body, "last words");
     within("drain", proxy.http_task).await.unwrap();
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (backend, accepted) = counting_echo_backend("web").await;
+    let web = slot("web", &[backend]);
+    let proxy = Proxy::start(snapshot(
+        1,
+        vec![vhost("a.test", false, vec![prefix("/", &web)])],
+    ))
+    .await;
+    for i in 0..5 {
+        // A new client connection each time: the upstream connection is pooled, not tied to it.
+        let reply = get(proxy.http, "a.test", &format!("/{i}")).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn upstream_stalling_mid_body_is_cut_after_the_read_timeout() {
+    let stalling = slot("stalling", &[stalling_backend().await]);
+    let policy = RoutePolicy {
+        read_timeout: Duration::from_millis(300),
+        ..RoutePolicy::default()
+    };
+    let proxy = Proxy::start(snapshot(
+        1,
+        vec![vhost(
+            "a.test",
+            false,
+            vec![route(PathMatch::prefix("/"), stalling, policy)],
+        )],
+    ))
+    .await;
+    let mut sender = h1(proxy.http).await;
+    let response = within("response head", sender.send_request(request("a.test", "/")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = within("the body to fail", response.into_body().collect()).await;
+    assert!(body.is_err(), "a truncated body must not look complete");
+}
+
+#[tokio::test]
+async fn request_body_stalling_is_a_504_after_the_send_timeout() {
+    let silent = slot("silent", &[silent_backend().await]);
+    let policy = RoutePolicy {
+        send_timeout: Duration::from_millis(300),
+        ..RoutePolicy::default()
+    };
+    let proxy = Proxy::start(snapshot(
+        1,
+        vec![vhost(
+            "a.test",
+            false,
+            vec![route(PathMatch::prefix("/"), silent, policy)],
+        )],
+    ))
+    .await;
+    let (mut tx, body) =
+        http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(1);
+    let req = Request::post("/")
+        .header("host", "a.test")
+        .body(body.boxed())
+        .unwrap();
+    let mut sender = h1(proxy.http).await;
+    let response = sender.send_request(req);
+    tx.send_data(Bytes::from_static(b"first and only chunk"))
+        .await
+        .unwrap();
+    let reply = read(within("504", response).await.unwrap()).await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(reply.body.contains("send timeout"), "{}", reply.body);
+    drop(tx);
+}
+
+#[tokio::test]
+async fn dns_upstreams_resolve_at_connect_time() {
+    let backend = echo_backend("dns").await;
+    let slot = std::sync::Arc::new(sluice_model::BackendSlot::new(
+        sluice_model::BackendKey {
+            namespace: "default".into(),
+            service: "external".into(),
+            port: sluice_model::ServicePortRef::Number(80),
+        },
+        Endpoints::Ready(vec![sluice_model::Upstream::Dns {
+            host: "localhost".into(),
+            port: backend.port(),
+        }]),
+    ));
+    let proxy = Proxy::start(snapshot(
+        1,
+        vec![vhost("a.test", false, vec![prefix("/", &slot)])],
+    ))
+    .await;
+    let reply = get(proxy.http, "a.test", "/").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.header("x-backend"), "dns");
+}

@@ -297,9 +297,9 @@ impl Builder<'_> {
             let p = ctx.warning(
                 format!("{field}.path"),
                 format!(
-                    "host {shown} path {} ({:?}) is already served by {winner}, which is older \
-                     (creationTimestamp, then namespace/name); this path is ignored; remove it \
-                     from one of the two Ingresses",
+                    "host {shown} path {} ({:?}) is already served by {winner}, which takes \
+                     precedence (older creationTimestamp; at equal times the greater \
+                     namespace/name); this path is ignored; remove it from one of the two Ingresses",
                     matcher.as_str(),
                     matcher.kind()
                 ),
@@ -348,8 +348,10 @@ impl Builder<'_> {
                 let p = ctx.warning(
                     field,
                     format!(
-                        "the catch-all backend is already provided by {}, which is older; this \
-                         defaultBackend is ignored; keep only one Ingress without rules",
+                        "the catch-all backend is already provided by {}, which takes \
+                         precedence (older creationTimestamp; at equal times the greater \
+                         namespace/name); this defaultBackend is ignored; keep only one Ingress \
+                         without rules",
                         existing.ingress
                     ),
                 );
@@ -374,8 +376,9 @@ impl Builder<'_> {
                 let p = ctx.warning(
                     field,
                     format!(
-                        "not used for host {host}: {owner} is older and names the host first, so \
-                         its defaultBackend (or none) applies; move the defaultBackend there"
+                        "not used for host {host}: {owner} takes precedence on that host (older \
+                         creationTimestamp; at equal times the greater namespace/name), so its \
+                         defaultBackend (or none) applies; move the defaultBackend there"
                     ),
                 );
                 self.problems.push(p);
@@ -572,7 +575,7 @@ impl Builder<'_> {
             let mut routes = host.routes;
             routes.sort_by(|a, b| a.path.match_order(&b.path));
             let vhost = Arc::new(VirtualHost {
-                tls: !name.is_empty() && self.tls_hosts.contains(&name),
+                tls: is_tls_host(&self.tls_hosts, &name),
                 name,
                 routes,
                 fallback: host.fallback,
@@ -604,6 +607,21 @@ impl Builder<'_> {
             },
             problems: self.problems,
         }
+    }
+}
+
+/// Listed in some `spec.tls`, directly or (for an exact host) through a one-label wildcard, as
+/// the certificate lookup by SNI would find it.
+fn is_tls_host(tls_hosts: &BTreeSet<String>, name: &str) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    if tls_hosts.contains(name) {
+        return true;
+    }
+    match name.split_once('.') {
+        Some((first, parent)) if first != "*" => tls_hosts.contains(&format!("*.{parent}")),
+        _ => false,
     }
 }
 

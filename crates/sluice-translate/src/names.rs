@@ -69,7 +69,7 @@ pub fn compile_path(path: &str, path_type: &str, regex: bool) -> Result<PathMatc
             PathError::Path(format!(
                 "`{path}` is not a valid regex ({}); fix the pattern (it is matched \
                  case-insensitively from the start of the path)",
-                first_line(&e.to_string())
+                regex_reason(&e)
             ))
         }),
         "ImplementationSpecific" => {
@@ -89,12 +89,15 @@ pub enum PathError {
     PathType(String),
 }
 
-fn first_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+/// The regex crate's message shows the wrapped pattern with a caret; the last `error:` line
+/// is the part that reads well on one line.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_SCHEME: HeaderName = HeaderName::from_static("x-forwarded-scheme");
+const X_SCHEME: HeaderName = HeaderName::from_static("x-scheme");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
@@ -44,8 +46,13 @@ impl ConnectionInfo {
 }
 
 /// An HTTP/1.1 `Upgrade` request (WebSocket and others): `Connection: upgrade` plus `Upgrade`.
+///
+/// `Upgrade: h2c` is never passed on: a tunnelled HTTP/2 connection would let the client send
+/// requests the proxy never routes ("h2c smuggling"). Such requests go upstream as plain ones.
 pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
+    headers
+        .get(UPGRADE)
+        .is_some_and(|protocol| !has_token(protocol, "h2c"))
         && headers
             .get_all(CONNECTION)
             .iter()
@@ -129,6 +136,9 @@ pub(crate) fn to_upstream(
     headers.insert(X_FORWARDED_FOR, conn.client_ip.clone());
     headers.insert(X_REAL_IP, conn.client_ip.clone());
     headers.insert(X_FORWARDED_PROTO, conn.proto());
+    // ingress-nginx sends the scheme under these names too; some applications read them.
+    headers.insert(X_FORWARDED_SCHEME, conn.proto());
+    headers.insert(X_SCHEME, conn.proto());
     headers.insert(X_FORWARDED_PORT, conn.listener_port.clone());
     if !headers.contains_key(X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID, request_id::generate());
@@ -207,8 +217,11 @@ mod tests {
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["x-real-ip"], "10.0.0.1");
-        let mut h = headers(&[("upgrade", "h2c")]);
-        assert!(!is_upgrade_request(&h));
+        let mut h = headers(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ]);
+        assert!(!is_upgrade_request(&h), "h2c upgrades are not tunnelled");
         to_upstream(&mut h, &conn, None, false);
         assert!(!h.contains_key("upgrade"));
     }

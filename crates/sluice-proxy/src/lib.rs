@@ -4,6 +4,24 @@
 //! The snapshot is swapped by the caller; the data plane only ever loads it (one atomic load per
 //! request and per TLS handshake), so configuration and certificate changes apply to the next
 //! request or handshake without touching listeners or open connections.
+//!
+//! Behaviour worth knowing (ingress-nginx's unless said otherwise):
+//! - Routing: host from HTTP/2 `:authority` (or an absolute-form target), else `Host`, normalized
+//!   by [`sluice_model::HostTable::normalize`]; path without query. Answers written by Sluice
+//!   (404 no route, 503 no endpoints, 502 refused/reset, 504 timeout, https redirects) carry
+//!   `Server: sluice` and one line of text saying why.
+//! - https redirect (plain listener only): for TLS hosts with `ssl_redirect`, or any host with
+//!   `force_ssl_redirect`; to `https://<host><path?query>` with the host as normalized (no port, so
+//!   443); ACME http-01 challenge paths are never redirected. HSTS is added on the TLS listener for
+//!   TLS hosts unless the upstream set its own.
+//! - Upstream: HTTP/1.1 with pooled keep-alive connections per endpoint. Connect timeout from the
+//!   route's policy; send timeout between chunks of the client's body while it is being sent;
+//!   read timeout to the response head (after the body is sent) and between response chunks.
+//! - Headers: hop-by-hop headers are dropped both ways; `X-Forwarded-For` and `X-Real-IP` are the
+//!   peer address (client-supplied values are replaced, nothing in front is trusted yet);
+//!   `X-Request-ID` is kept or generated; `Proxy` and `Expect` are dropped.
+//! - Upgrades (WebSocket) are tunnelled for HTTP/1.1 clients; `h2c` upgrades are not. Tunnels are
+//!   not waited for at shutdown; HTTP requests are, up to `drain_timeout`.
 
 mod body;
 mod forward;

@@ -68,7 +68,12 @@ impl Router {
                 policy: route.policy.clone(),
             });
             let redirect = match &matched {
-                Some(m) if !conn.tls && !path.starts_with(ACME_CHALLENGE_PREFIX) => {
+                // Without a host there is nowhere to redirect to.
+                Some(m)
+                    if !conn.tls
+                        && !host.is_empty()
+                        && !path.starts_with(ACME_CHALLENGE_PREFIX) =>
+                {
                     (vhost.tls && m.policy.ssl_redirect) || m.policy.force_ssl_redirect
                 }
                 _ => false,

@@ -47,6 +47,7 @@ pub fn load_server_cert(secret: &Secret, secret_ref: &ObjectRef) -> Result<Serve
         SignatureAlgorithm::ED25519 => KeyAlgorithm::Ed25519,
         _ => KeyAlgorithm::Other,
     };
+    let not_after = crate::validity::not_after(&chain[0]);
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) => {}
@@ -64,7 +65,7 @@ pub fn load_server_cert(secret: &Secret, secret_ref: &ObjectRef) -> Result<Serve
         key: Arc::new(certified),
         algorithm,
         secret: secret_ref.clone(),
-        not_after: None,
+        not_after,
     })
 }
 

@@ -11,6 +11,7 @@ mod class;
 mod endpoints;
 mod globals;
 mod names;
+mod validity;
 mod values;
 
 pub use endpoints::{refresh_endpoints, resolve_endpoints};

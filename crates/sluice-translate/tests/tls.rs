@@ -73,6 +73,8 @@ fn dual_secrets_give_one_cert_set_ecdsa_first() {
     assert_eq!(algorithms, [KeyAlgorithm::Ecdsa, KeyAlgorithm::Rsa]);
     assert_eq!(set.certs[0].secret.name, "ecdsa");
     assert_eq!(set.certs[1].secret.name, "rsa");
+    // rcgen's default validity ends on 4096-01-01.
+    assert_eq!(set.certs[0].not_after, Some(67_090_118_400));
     // A host listed with one Secret gets just that one; names are lower-cased.
     let other = &t.snapshot.certificates.exact["other.dual.test"];
     assert_eq!(other.certs.len(), 1);

@@ -17,6 +17,8 @@ use std::sync::Arc;
 pub struct ManifestSource {
     state: DirectoryState,
     current: SourceUpdate,
+    /// How often the directory is read even without events.
+    rescan_every: std::time::Duration,
 }
 
 impl ManifestSource {
@@ -27,7 +29,11 @@ impl ManifestSource {
         let mut state = DirectoryState::new(dir.into());
         state.rescan()?;
         let current = publish(&state);
-        Ok(ManifestSource { state, current })
+        Ok(ManifestSource {
+            state,
+            current,
+            rescan_every: watch::RESCAN_EVERY,
+        })
     }
 
     /// The current state.

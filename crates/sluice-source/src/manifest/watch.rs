@@ -3,7 +3,7 @@
 use super::ManifestSource;
 use crate::SourceUpdate;
 use notify::{EventKind, RecursiveMode, Watcher};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -13,34 +13,29 @@ const QUIET: Duration = Duration::from_millis(200);
 /// A burst that never goes quiet (a writer appending for a long time) is still read this often.
 const MAX_DELAY: Duration = Duration::from_secs(1);
 /// The safety net: events can be lost (queue overflow, a directory replaced under the watch).
-const RESCAN_EVERY: Duration = Duration::from_secs(5);
+pub(super) const RESCAN_EVERY: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(mut source: ManifestSource, tx: watch::Sender<SourceUpdate>) {
     let (event_tx, mut events) = mpsc::unbounded_channel::<()>();
-    // Kept alive for the whole loop: dropping it stops the watch.
-    let _watcher = start_watcher(source.state.dir(), event_tx);
-    let mut rescan_timer = tokio::time::interval(RESCAN_EVERY);
+    let mut dir_watch = DirWatch::start(source.state.dir(), &event_tx, source.rescan_every);
+    let mut rescan_timer = tokio::time::interval(source.rescan_every);
     rescan_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut events_open = true;
     // The first tick fires at once: it catches what changed between load() and now.
     loop {
         tokio::select! {
             _ = tx.closed() => return,
             _ = rescan_timer.tick() => {}
-            event = events.recv(), if events_open => {
-                if event.is_none() {
-                    events_open = false;
-                    continue;
-                }
+            Some(()) = events.recv() => {
                 settle(&mut events).await;
                 rescan_timer.reset();
             }
         }
-        let Some(rescanned) = rescan_off_thread(source).await else {
+        let Some((rescanned, changed)) = rescan_off_thread(source).await else {
             return;
         };
-        source = rescanned.0;
-        if rescanned.1 && tx.send(source.update()).is_err() {
+        source = rescanned;
+        dir_watch.follow_replacement(&event_tx, source.rescan_every);
+        if changed && tx.send(source.update()).is_err() {
             return;
         }
     }
@@ -75,9 +70,65 @@ async fn rescan_off_thread(mut source: ManifestSource) -> Option<(ManifestSource
     }
 }
 
+/// The notify watch on the directory, and which directory it is on: a watch follows the
+/// directory it was put on, so when the path is given a new directory (`mv new dir`, a
+/// re-created mount point) the watch has to be put on again.
+struct DirWatch {
+    dir: PathBuf,
+    watcher: Option<notify::RecommendedWatcher>,
+    identity: Option<DirIdentity>,
+}
+
+impl DirWatch {
+    fn start(dir: &Path, events: &mpsc::UnboundedSender<()>, rescan_every: Duration) -> Self {
+        let identity = DirIdentity::of(dir);
+        DirWatch {
+            dir: dir.to_path_buf(),
+            watcher: start_watcher(dir, events.clone(), rescan_every),
+            identity,
+        }
+    }
+
+    fn follow_replacement(&mut self, events: &mpsc::UnboundedSender<()>, rescan_every: Duration) {
+        let identity = DirIdentity::of(&self.dir);
+        if identity.is_none() || identity == self.identity {
+            return;
+        }
+        tracing::info!(dir = %self.dir.display(), "the manifest directory was replaced; watching the new one");
+        // The old watcher goes first so that two never report the same directory.
+        self.watcher = None;
+        self.watcher = start_watcher(&self.dir, events.clone(), rescan_every);
+        self.identity = identity;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirIdentity {
+    device: u64,
+    inode: u64,
+}
+
+impl DirIdentity {
+    #[cfg(unix)]
+    fn of(dir: &Path) -> Option<DirIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir).ok()?;
+        Some(DirIdentity {
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(_dir: &Path) -> Option<DirIdentity> {
+        None
+    }
+}
+
 fn start_watcher(
     dir: &Path,
     events: mpsc::UnboundedSender<()>,
+    rescan_every: Duration,
 ) -> Option<notify::RecommendedWatcher> {
     let handler = move |event: notify::Result<notify::Event>| {
         match event {
@@ -101,10 +152,106 @@ fn start_watcher(
             tracing::warn!(
                 dir = %dir.display(),
                 error = %err,
-                every = ?RESCAN_EVERY,
+                every = ?rescan_every,
                 "cannot watch the manifest directory; changes are picked up by reading it periodically"
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn service(name: &str, port: u16) -> String {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ports:\n  - port: {port}\n"
+        )
+    }
+
+    fn port(update: &SourceUpdate, name: &str) -> Option<i32> {
+        let key = sluice_store::NamespacedName::new("default", name);
+        let stored = update.store.services.get(&key)?;
+        Some(stored.object.spec.as_ref()?.ports.as_ref()?.first()?.port)
+    }
+
+    async fn wait_for(
+        rx: &mut watch::Receiver<SourceUpdate>,
+        what: &str,
+        done: impl Fn(&SourceUpdate) -> bool,
+    ) {
+        let seen = tokio::time::timeout(Duration::from_secs(10), async {
+            while !done(&rx.borrow_and_update()) {
+                rx.changed().await.unwrap();
+            }
+        })
+        .await;
+        assert!(seen.is_ok(), "not within 10 s: {what}");
+    }
+
+    /// Starts watching with the periodic safety net out of the way, so that only events can
+    /// bring changes, and returns once the watch is live.
+    async fn watch_events_only(dir: &Path) -> watch::Receiver<SourceUpdate> {
+        let mut source = ManifestSource::load(dir).unwrap();
+        source.rescan_every = Duration::from_secs(3600);
+        let (tx, mut rx) = watch::channel(source.update());
+        tokio::spawn(source.watch(tx));
+        // The watch is put on before the first read, so any published change proves it live.
+        fs::write(dir.join("zz-ready.yaml"), service("ready", 1)).unwrap();
+        wait_for(&mut rx, "the first read", |u| port(u, "ready").is_some()).await;
+        rx
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_kubelet_data_swap_is_seen_by_the_directory_watch() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let old = dir.join("..2024_01_01_00_00_00.1");
+        fs::create_dir(&old).unwrap();
+        fs::write(old.join("svc.yaml"), service("k", 80)).unwrap();
+        symlink("..2024_01_01_00_00_00.1", dir.join("..data")).unwrap();
+        symlink("..data/svc.yaml", dir.join("svc.yaml")).unwrap();
+        let mut rx = watch_events_only(dir).await;
+        assert_eq!(port(&rx.borrow(), "k"), Some(80));
+
+        let new = dir.join("..2024_01_01_00_01_00.2");
+        fs::create_dir(&new).unwrap();
+        fs::write(new.join("svc.yaml"), service("k", 81)).unwrap();
+        symlink("..2024_01_01_00_01_00.2", dir.join("..data_tmp")).unwrap();
+        fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+        fs::remove_dir_all(&old).unwrap();
+        wait_for(&mut rx, "the swapped ..data", |u| port(u, "k") == Some(81)).await;
+    }
+
+    /// A watch follows the directory it was put on, so after the path is given a new
+    /// directory only a watch put on again can see a change made in it.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_replaced_directory_is_watched_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("manifests");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("a.yaml"), service("a", 80)).unwrap();
+        let mut rx = watch_events_only(&dir).await;
+
+        let staged = tmp.path().join("staged");
+        fs::create_dir(&staged).unwrap();
+        fs::write(staged.join("b.yaml"), service("b", 81)).unwrap();
+        fs::rename(&dir, tmp.path().join("old")).unwrap();
+        fs::rename(&staged, &dir).unwrap();
+        wait_for(&mut rx, "the new directory's b.yaml", |u| {
+            port(u, "b").is_some() && port(u, "a").is_none()
+        })
+        .await;
+
+        fs::write(dir.join("c.yaml"), service("c", 82)).unwrap();
+        wait_for(&mut rx, "c.yaml in the new directory", |u| {
+            port(u, "c").is_some()
+        })
+        .await;
     }
 }

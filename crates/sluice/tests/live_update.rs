@@ -8,7 +8,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -34,6 +34,7 @@ fn load(
     host: &'static str,
     keep_alive: bool,
     stop: Arc<AtomicBool>,
+    progress: Arc<AtomicUsize>,
     accept: fn(u16, Option<&str>) -> bool,
 ) -> JoinHandle<Seen> {
     tokio::spawn(async move {
@@ -46,6 +47,9 @@ fn load(
         {
             let n = seen.statuses.len();
             let result = if keep_alive {
+                if conn.as_ref().is_some_and(HttpConn::is_closed) {
+                    conn = None;
+                }
                 if conn.is_none() {
                     conn = HttpConn::plain(addr).await.ok();
                 }
@@ -72,6 +76,7 @@ fn load(
                     conn = None;
                 }
             }
+            progress.fetch_add(1, Ordering::SeqCst);
             // Pacing, so several generators and the gateway share two cores fairly.
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -150,6 +155,7 @@ async fn changes_apply_live_without_failing_requests() {
 
     // Load while the directory changes.
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
     let main_ok = |status: u16, backend: Option<&str>| {
         status == 200 && matches!(backend, Some("blue" | "green"))
     };
@@ -157,9 +163,30 @@ async fn changes_apply_live_without_failing_requests() {
         (status == 200 && backend == Some("blue")) || status == 404
     };
     let loads = [
-        load(gw.http, "main.test", true, stop.clone(), main_ok),
-        load(gw.http, "main.test", false, stop.clone(), main_ok),
-        load(gw.http, "doomed.test", true, stop.clone(), doomed_ok),
+        load(
+            gw.http,
+            "main.test",
+            true,
+            stop.clone(),
+            progress.clone(),
+            main_ok,
+        ),
+        load(
+            gw.http,
+            "main.test",
+            false,
+            stop.clone(),
+            progress.clone(),
+            main_ok,
+        ),
+        load(
+            gw.http,
+            "doomed.test",
+            true,
+            stop.clone(),
+            progress.clone(),
+            doomed_ok,
+        ),
     ];
     let secure_load = {
         let (addr, stop) = (gw.https, stop.clone());
@@ -215,12 +242,17 @@ async fn changes_apply_live_without_failing_requests() {
             "every new handshake gets the renewed certificate"
         );
     }
-    // Let the generators see the final state for a few more requests.
     let version = gw.version().await;
     assert!(
         version >= 5,
         "expected at least 5 applied versions, got {version}"
     );
+    // The generators keep going on the final state for a while (counted, not timed).
+    let mark = progress.load(Ordering::SeqCst);
+    wait_for("300 more requests on the final configuration", async || {
+        (progress.load(Ordering::SeqCst) >= mark + 300).then_some(())
+    })
+    .await;
     for _ in 0..20 {
         assert_eq!(gw.backend_of("main.test", "/after").await, "green");
     }
@@ -229,6 +261,7 @@ async fn changes_apply_live_without_failing_requests() {
     let mut total = 0;
     for (i, handle) in loads.into_iter().enumerate() {
         let seen = handle.await.expect("load generator");
+        eprintln!("load generator {i}: {} requests", seen.statuses.len());
         total += seen.statuses.len();
         assert!(
             seen.errors.is_empty(),
@@ -314,9 +347,14 @@ async fn endpoint_changes_apply_live() {
     let gw = Gateway::start(&dir, &[]).await;
     assert_eq!(gw.backend_of("app.test", "/").await, "old-pod");
     let stop = Arc::new(AtomicBool::new(false));
-    let generator = load(gw.http, "app.test", true, stop.clone(), |s, b| {
-        s == 200 && matches!(b, Some("old-pod" | "new-pod"))
-    });
+    let generator = load(
+        gw.http,
+        "app.test",
+        true,
+        stop.clone(),
+        Arc::default(),
+        |s, b| s == 200 && matches!(b, Some("old-pod" | "new-pod")),
+    );
     // Rolling update: the new pod joins, then the old one leaves.
     dir.write(
         "svc.yaml",

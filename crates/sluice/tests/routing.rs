@@ -56,6 +56,7 @@ async fn kubernetes_path_matching_examples() {
             vec![prefix("/foo", "pfx"), exact("/foo", "ex")],
         ),
         Ingress::new(NS, "wildcard").rule("*.foo.test", vec![prefix("/", "foo")]),
+        Ingress::new(NS, "precise").rule("exact.foo.test", vec![prefix("/", "ex")]),
     ];
     for (i, ing) in ingresses.iter().enumerate() {
         dir.write(&format!("ing-{i}.yaml"), &ing.yaml());
@@ -113,6 +114,8 @@ async fn kubernetes_path_matching_examples() {
         ("bar.foo.test", "/", Some("foo")),
         ("BAR.foo.test:8080", "/x", Some("foo")),
         ("baz.bar.foo.test", "/", None),
+        // A precise host beats the wildcard.
+        ("exact.foo.test", "/", Some("ex")),
         ("foo.test", "/", None),
         // Unknown host.
         ("nobody.test", "/", None),

@@ -277,3 +277,50 @@ async fn https_redirect_and_hsts() {
         "no HSTS over plain HTTP"
     );
 }
+
+/// A WebSocket over TLS (wss://, ALPN http/1.1) goes through to the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_tls() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let dir = ManifestDir::new();
+    let app = Backend::echo("wss").await;
+    let cert = TestCert::ecdsa(&["wss.test"]);
+    dir.write("svc.yaml", &backend_service(NS, &app));
+    dir.write("secret.yaml", &cert.secret(NS, "wss"));
+    dir.write(
+        "ing.yaml",
+        &Ingress::new(NS, "wss")
+            .tls(&["wss.test"], "wss")
+            .rule("wss.test", vec![prefix("/", "wss")])
+            .yaml(),
+    );
+    let gw = Gateway::start(&dir, &[]).await;
+    let (stream, session) = tls_stream(gw.https, "wss.test", tls_client(&[b"http/1.1"]))
+        .await
+        .expect("TLS to wss.test");
+    assert!(session.peer_cert == cert.der);
+    let request = "wss://wss.test/socket"
+        .into_client_request()
+        .expect("wss request");
+    let (mut ws, resp) = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await
+    .expect("WebSocket handshake timed out")
+    .expect("WebSocket handshake over TLS");
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("secure hello")).await.expect("send");
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(15), ws.next())
+        .await
+        .expect("reply timed out")
+        .expect("connection open")
+        .expect("reply");
+    assert_eq!(
+        reply.into_text().expect("text").as_str(),
+        "wss: secure hello"
+    );
+}

@@ -116,6 +116,15 @@ impl HttpConn {
         Ok((conn, session))
     }
 
+    /// True once the server closed the connection (e.g. an idle or request-count limit): no
+    /// request was lost, a client simply opens a new connection.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            HttpConn::H1(s) => s.is_closed(),
+            HttpConn::H2(s) => s.is_closed(),
+        }
+    }
+
     pub async fn get(&mut self, host: &str, path: &str) -> Result<Resp, String> {
         self.send(host, path, &[]).await
     }
@@ -191,7 +200,8 @@ pub async fn tls_handshake(
     tls_stream(addr, sni, config).await.map(|(_, s)| s)
 }
 
-async fn tls_stream(
+/// A TLS connection (for protocols other than plain HTTP requests, e.g. WebSocket).
+pub async fn tls_stream(
     addr: SocketAddr,
     sni: &str,
     config: Arc<ClientConfig>,

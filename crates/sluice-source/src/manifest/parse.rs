@@ -227,6 +227,12 @@ impl FileParser {
                     "ignoring a manifest of a kind Sluice does not read"
                 );
             }
+            Err(DecodeError::MissingField(_)) if is_foreign(&value) => {
+                tracing::debug!(
+                    origin = %origin,
+                    "ignoring a manifest of a kind Sluice does not read (it also lacks a field Kubernetes requires)"
+                );
+            }
             Err(err) => {
                 let origin = match &err {
                     DecodeError::Schema {
@@ -259,9 +265,9 @@ fn list_kind(value: &Value) -> Option<&str> {
     (kind.ends_with("List") && value.get("items").is_some_and(Value::is_array)).then_some(kind)
 }
 
-/// Names the object of a document that failed to decode, when it says enough to be named.
-fn object_ref(value: &Value) -> Option<ObjectRef> {
-    let kind = match value.get("kind")?.as_str()? {
+/// The kinds Sluice reads, by the `kind` field alone.
+fn read_kind(kind: &str) -> Option<ObjectKind> {
+    Some(match kind {
         "Ingress" => ObjectKind::Ingress,
         "IngressClass" => ObjectKind::IngressClass,
         "Service" => ObjectKind::Service,
@@ -270,7 +276,21 @@ fn object_ref(value: &Value) -> Option<ObjectRef> {
         "Secret" => ObjectKind::Secret,
         "ConfigMap" => ObjectKind::ConfigMap,
         _ => return None,
-    };
+    })
+}
+
+/// A document that names a kind Sluice does not read, such as a `kustomization.yaml`, which
+/// has no `metadata.name`: not Sluice's to judge.
+fn is_foreign(value: &Value) -> bool {
+    value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| read_kind(kind).is_none())
+}
+
+/// Names the object of a document that failed to decode, when it says enough to be named.
+fn object_ref(value: &Value) -> Option<ObjectRef> {
+    let kind = read_kind(value.get("kind")?.as_str()?)?;
     let name = value.pointer("/metadata/name")?.as_str()?;
     let namespace = match kind {
         ObjectKind::IngressClass => "",
@@ -496,6 +516,17 @@ kind: Service
             "{}",
             shown[0]
         );
+    }
+
+    #[test]
+    fn foreign_documents_without_a_name_are_ignored() {
+        let path: Arc<str> = "kustomization.yaml".into();
+        let text = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml]\n";
+        let parsed = parse_file(&path, text, false);
+        assert!(!parsed.failed);
+        assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
+        let nameless_ingress = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nspec: {}\n";
+        assert!(parse_file(&path, nameless_ingress, false).failed);
     }
 
     #[test]

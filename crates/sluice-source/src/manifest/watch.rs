@@ -2,6 +2,7 @@
 
 use super::ManifestSource;
 use crate::SourceUpdate;
+use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -132,8 +133,14 @@ fn start_watcher(
 ) -> Option<notify::RecommendedWatcher> {
     let handler = move |event: notify::Result<notify::Event>| {
         match event {
-            // Our own reads open files; reacting to them would read forever.
-            Ok(event) if matches!(event.kind, EventKind::Access(_)) => return,
+            // Our own reads open and close files; reacting to them would read forever. A
+            // close after writing is the end of a save, though, so that one counts.
+            Ok(event)
+                if matches!(event.kind, EventKind::Access(access)
+                    if access != AccessKind::Close(AccessMode::Write)) =>
+            {
+                return;
+            }
             Ok(_) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "manifest directory watch error; reading the directory again");

@@ -70,7 +70,8 @@ fn apply(a: &mut IngressAnnotations, name: &str, value: &str) -> Result<(), Stri
         "proxy-send-timeout" => p.send_timeout = parse_timeout(value)?,
         "proxy-read-timeout" => p.read_timeout = parse_timeout(value)?,
         "use-regex" => a.regex |= parse_bool(value)?,
-        "rewrite-target" => a.regex = true,
+        // An empty target is no rewrite (ingress-nginx ignores empty annotations).
+        "rewrite-target" => a.regex |= !value.trim().is_empty(),
         "canary" => a.canary = parse_bool(value)?,
         _ => {}
     }

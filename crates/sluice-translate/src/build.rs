@@ -274,8 +274,8 @@ impl Builder<'_> {
                 return;
             }
         };
-        let slot = match self.backend_slot(ctx.namespace, &path.backend) {
-            Ok(slot) => slot,
+        let backend = match backend_key(ctx.namespace, &path.backend) {
+            Ok(key) => key,
             Err((suffix, why)) => {
                 let p = ctx.rejected(
                     format!("{field}.backend{suffix}"),
@@ -312,6 +312,7 @@ impl Builder<'_> {
             matcher.as_str().to_string(),
             ctx.object.clone(),
         ));
+        let slot = shared_slot(&mut self.backends, self.store, backend);
         entry.routes.push(route(ctx, matcher, slot));
     }
 
@@ -323,8 +324,8 @@ impl Builder<'_> {
         named_hosts: &[String],
     ) {
         let field = "spec.defaultBackend";
-        let slot = match self.backend_slot(ctx.namespace, backend) {
-            Ok(slot) => slot,
+        let backend = match backend_key(ctx.namespace, backend) {
+            Ok(key) => key,
             Err((suffix, why)) => {
                 let p = ctx.rejected(
                     format!("{field}{suffix}"),
@@ -357,6 +358,7 @@ impl Builder<'_> {
                 );
                 self.problems.push(p);
             } else {
+                let slot = shared_slot(&mut self.backends, self.store, backend);
                 default.fallback = Some(route(ctx, PathMatch::prefix("/"), slot));
             }
             return;
@@ -369,7 +371,8 @@ impl Builder<'_> {
             };
             if entry.owner == ctx.object {
                 if entry.fallback.is_none() {
-                    entry.fallback = Some(route(ctx, PathMatch::prefix("/"), slot.clone()));
+                    let slot = shared_slot(&mut self.backends, self.store, backend.clone());
+                    entry.fallback = Some(route(ctx, PathMatch::prefix("/"), slot));
                 }
             } else {
                 let owner = entry.owner.clone();
@@ -511,64 +514,6 @@ impl Builder<'_> {
         }
     }
 
-    /// The shared slot of a Service backend. The error is a field suffix and a reason.
-    fn backend_slot(
-        &mut self,
-        namespace: &str,
-        backend: &IngressBackend,
-    ) -> Result<Arc<BackendSlot>, (&'static str, String)> {
-        if backend.resource.is_some() {
-            return Err((
-                ".resource",
-                "resource backends are not supported; point the path at a Service with \
-                 backend.service"
-                    .to_string(),
-            ));
-        }
-        let Some(service) = backend.service.as_ref() else {
-            return Err((
-                "",
-                "the backend names no Service; set backend.service.name and backend.service.port"
-                    .to_string(),
-            ));
-        };
-        let port_ref = service.port.as_ref();
-        let port = match (
-            port_ref.and_then(|p| p.number),
-            port_ref
-                .and_then(|p| p.name.as_deref())
-                .filter(|n| !n.is_empty()),
-        ) {
-            (Some(n), None) if (1..=65535).contains(&n) => ServicePortRef::Number(n),
-            (None, Some(name)) => ServicePortRef::Name(name.to_string()),
-            (Some(n), None) => {
-                return Err((
-                    ".service.port.number",
-                    format!("{n} is not a port number; use 1 to 65535"),
-                ));
-            }
-            _ => {
-                return Err((
-                    ".service.port",
-                    "set exactly one of service.port.number and service.port.name".to_string(),
-                ));
-            }
-        };
-        let key = BackendKey {
-            namespace: namespace.to_string(),
-            service: service.name.clone(),
-            port,
-        };
-        let store = self.store;
-        Ok(self
-            .backends
-            .entry(key)
-            .or_insert_with_key(|key| {
-                Arc::new(BackendSlot::new(key.clone(), resolve_endpoints(store, key)))
-            })
-            .clone())
-    }
-
     fn finish(self, globals: GlobalOptions, default_cert: Option<Arc<CertSet>>) -> Translation {
         let mut table = HostTable::default();
         for (name, host) in self.hosts {
@@ -623,6 +568,70 @@ fn is_tls_host(tls_hosts: &BTreeSet<String>, name: &str) -> bool {
         Some((first, parent)) if first != "*" => tls_hosts.contains(&format!("*.{parent}")),
         _ => false,
     }
+}
+
+/// The backend an Ingress names. The error is a field suffix and a reason.
+fn backend_key(
+    namespace: &str,
+    backend: &IngressBackend,
+) -> Result<BackendKey, (&'static str, String)> {
+    if backend.resource.is_some() {
+        return Err((
+            ".resource",
+            "resource backends are not supported; point the path at a Service with \
+                 backend.service"
+                .to_string(),
+        ));
+    }
+    let Some(service) = backend.service.as_ref().filter(|s| !s.name.is_empty()) else {
+        return Err((
+            "",
+            "the backend names no Service; set backend.service.name and backend.service.port"
+                .to_string(),
+        ));
+    };
+    let port_ref = service.port.as_ref();
+    let port = match (
+        port_ref.and_then(|p| p.number),
+        port_ref
+            .and_then(|p| p.name.as_deref())
+            .filter(|n| !n.is_empty()),
+    ) {
+        (Some(n), None) if (1..=65535).contains(&n) => ServicePortRef::Number(n),
+        (None, Some(name)) => ServicePortRef::Name(name.to_string()),
+        (Some(n), None) => {
+            return Err((
+                ".service.port.number",
+                format!("{n} is not a port number; use 1 to 65535"),
+            ));
+        }
+        _ => {
+            return Err((
+                ".service.port",
+                "set exactly one of service.port.number and service.port.name".to_string(),
+            ));
+        }
+    };
+    Ok(BackendKey {
+        namespace: namespace.to_string(),
+        service: service.name.clone(),
+        port,
+    })
+}
+
+/// The one slot of a backend, shared by every route naming it; created only when a route uses
+/// it, so `backends` never lists one nobody routes to.
+fn shared_slot(
+    backends: &mut BTreeMap<BackendKey, Arc<BackendSlot>>,
+    store: &ObjectStore,
+    key: BackendKey,
+) -> Arc<BackendSlot> {
+    backends
+        .entry(key)
+        .or_insert_with_key(|key| {
+            Arc::new(BackendSlot::new(key.clone(), resolve_endpoints(store, key)))
+        })
+        .clone()
 }
 
 fn route(ctx: &IngressCtx<'_>, path: PathMatch, slot: Arc<BackendSlot>) -> Route {

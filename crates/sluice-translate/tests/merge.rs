@@ -91,3 +91,26 @@ fn equal_timestamps_are_ordered_by_namespace_and_name_descending() {
     assert_eq!(loser.len(), 1, "{}", show(&t.problems));
     assert!(loser[0].reason.contains("tie/tie-b"));
 }
+
+#[test]
+fn backends_list_only_what_routes_use() {
+    let t = translate_fixtures(&["merge.yaml"]);
+    let services: Vec<_> = t
+        .snapshot
+        .backends
+        .keys()
+        .map(|k| k.service.as_str())
+        .collect();
+    for unused in ["newer-api", "catch-new", "tie-a"] {
+        assert!(!services.contains(&unused), "{unused} in {services:?}");
+    }
+    for used in [
+        "older-api",
+        "newer-exact",
+        "newer-default",
+        "older-default",
+        "catch-old",
+    ] {
+        assert!(services.contains(&used), "{used} missing from {services:?}");
+    }
+}

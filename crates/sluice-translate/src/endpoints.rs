@@ -27,16 +27,23 @@ pub fn resolve_endpoints(store: &ObjectStore, key: &BackendKey) -> Endpoints {
     let Some(service_port) = find_service_port(service, &key.port) else {
         return Endpoints::Unavailable(Unavailable::NoServicePort);
     };
-    let port_name = service_port.name.as_deref().unwrap_or("");
+    let wanted = WantedPort {
+        name: service_port.name.as_deref().unwrap_or(""),
+        only_port: service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .is_some_and(|p| p.len() == 1),
+    };
 
     let mut ready = BTreeSet::new();
     let mut any_slice = false;
     for slice in store.endpoint_slices_of(&service_key) {
         any_slice = true;
-        collect_slice(&slice.object, port_name, &mut ready);
+        collect_slice(&slice.object, &wanted, &mut ready);
     }
     if !any_slice && let Some(legacy) = store.endpoints.get(&service_key) {
-        collect_legacy(&legacy.object, port_name, &mut ready);
+        collect_legacy(&legacy.object, &wanted, &mut ready);
     }
     if ready.is_empty() {
         Endpoints::Unavailable(Unavailable::NoReadyEndpoints)
@@ -80,17 +87,32 @@ fn find_service_port<'a>(service: &'a Service, port: &ServicePortRef) -> Option<
     }
 }
 
-fn collect_slice(slice: &EndpointSlice, port_name: &str, out: &mut BTreeSet<SocketAddr>) {
+/// The Service port whose endpoints are wanted.
+struct WantedPort<'a> {
+    /// Its name; empty when unnamed.
+    name: &'a str,
+    /// The Service has just this one port.
+    only_port: bool,
+}
+
+impl WantedPort<'_> {
+    /// Kubernetes pairs ports by name. Hand-written slices and Endpoints often get the name
+    /// wrong, so when the choice is unambiguous (the Service has one port, or its port is
+    /// unnamed, and the slice has one port) that port is taken.
+    fn pick<'p, P>(&self, ports: &'p [P], name_of: impl Fn(&P) -> &str) -> Option<&'p P> {
+        ports
+            .iter()
+            .find(|p| name_of(p) == self.name)
+            .or(match ports {
+                [only] if self.name.is_empty() || self.only_port => Some(only),
+                _ => None,
+            })
+    }
+}
+
+fn collect_slice(slice: &EndpointSlice, wanted: &WantedPort<'_>, out: &mut BTreeSet<SocketAddr>) {
     let ports = slice.ports.as_deref().unwrap_or(&[]);
-    let by_name = ports
-        .iter()
-        .find(|p| p.name.as_deref().unwrap_or("") == port_name);
-    // Hand-written slices often name their only port while the Service port stays unnamed.
-    let chosen = match by_name {
-        Some(p) => Some(p),
-        None if port_name.is_empty() && ports.len() == 1 => ports.first(),
-        None => None,
-    };
+    let chosen = wanted.pick(ports, |p| p.name.as_deref().unwrap_or(""));
     let Some(port) = chosen
         .and_then(|p| p.port)
         .and_then(|p| u16::try_from(p).ok())
@@ -117,17 +139,14 @@ fn collect_slice(slice: &EndpointSlice, port_name: &str, out: &mut BTreeSet<Sock
     }
 }
 
-fn collect_legacy(endpoints: &LegacyEndpoints, port_name: &str, out: &mut BTreeSet<SocketAddr>) {
+fn collect_legacy(
+    endpoints: &LegacyEndpoints,
+    wanted: &WantedPort<'_>,
+    out: &mut BTreeSet<SocketAddr>,
+) {
     for subset in endpoints.subsets.as_deref().unwrap_or(&[]) {
         let ports = subset.ports.as_deref().unwrap_or(&[]);
-        let chosen = ports
-            .iter()
-            .find(|p| p.name.as_deref().unwrap_or("") == port_name)
-            .or(if port_name.is_empty() && ports.len() == 1 {
-                ports.first()
-            } else {
-                None
-            });
+        let chosen = wanted.pick(ports, |p| p.name.as_deref().unwrap_or(""));
         let Some(port) = chosen.and_then(|p| u16::try_from(p.port).ok()) else {
             continue;
         };

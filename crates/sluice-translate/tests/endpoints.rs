@@ -48,6 +48,10 @@ fn ports_addresses_and_readiness_follow_kubernetes() {
         endpoints_for(s, "shop.test", "/unnamed"),
         sockets(&["[fd00::1]:8080"])
     );
+    assert_eq!(
+        endpoints_for(s, "shop.test", "/single"),
+        sockets(&["10.3.0.1:8080"])
+    );
 }
 
 #[test]
@@ -78,7 +82,7 @@ fn routes_share_one_slot_per_backend_key() {
     let t = translate(&store_of(&["endpoints.yaml"]), &TranslateOptions::default());
     let s = &t.snapshot;
     // web:http and web:80 are distinct keys (as the Ingress names them) but resolve alike.
-    assert_eq!(s.backends.len(), 10);
+    assert_eq!(s.backends.len(), 11);
     let vhost = s.hosts.lookup("shop.test");
     let slot = vhost.find("/by-name").unwrap().backend();
     let key = BackendKey {

@@ -225,3 +225,63 @@ async fn sigterm_drains_then_exits_cleanly() {
         "nothing may be listening after exit"
     );
 }
+
+/// Start-up failures say what is wrong and exit 2 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_errors_are_explained() {
+    let dir = ManifestDir::new();
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let taken_addr = taken.local_addr().expect("address").to_string();
+    let missing_dir = dir.path().join("does-not-exist");
+    let cases: [(&str, Vec<String>, &[&str]); 2] = [
+        (
+            "HTTP port in use",
+            vec![
+                "--manifests".into(),
+                dir.path().display().to_string(),
+                "--http-listen".into(),
+                taken_addr.clone(),
+            ],
+            &[taken_addr.as_str(), "--http-listen"],
+        ),
+        (
+            "missing manifest directory",
+            vec![
+                "--manifests".into(),
+                missing_dir.display().to_string(),
+                "--http-listen".into(),
+                "127.0.0.1:0".into(),
+            ],
+            &["does-not-exist"],
+        ),
+    ];
+    for (what, args, must_say) in cases {
+        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("serve")
+            .args(&args)
+            .args([
+                "--https-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: sluice did not exit"))
+            .expect("run sluice");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        for needle in must_say {
+            assert!(
+                stderr.contains(needle),
+                "{what}: must mention {needle:?}: {stderr}"
+            );
+        }
+    }
+    drop(taken);
+}

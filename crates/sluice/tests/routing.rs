@@ -410,3 +410,77 @@ async fn websocket_through_gateway() {
     }
     ws.close(None).await.expect("close");
 }
+
+/// Manifests as JSON, as a `kind: List`, several documents in one file, and in subdirectories
+/// (also one created while serving); plain-port HTTP/2 (h2c prior knowledge) and request bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_formats_and_plain_protocols() {
+    use bytes::Bytes;
+    use http::{Method, Version};
+    use serde_json::json;
+
+    let dir = ManifestDir::new();
+    let app = Backend::echo("app").await;
+    // Service + EndpointSlice as two documents of one file, in a subdirectory.
+    dir.write("services/app.yaml", &backend_service(NS, &app));
+    dir.write(
+        "from-json.json",
+        &serde_json::to_string_pretty(
+            &Ingress::new(NS, "from-json")
+                .rule("json.test", vec![prefix("/", "app")])
+                .value(),
+        )
+        .expect("JSON"),
+    );
+    dir.write(
+        "list.yaml",
+        &to_yaml(&json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                Ingress::new(NS, "list-a").rule("list-a.test", vec![prefix("/", "app")]).value(),
+                Ingress::new(NS, "list-b").rule("list-b.test", vec![prefix("/", "app")]).value(),
+            ],
+        })),
+    );
+    let gw = Gateway::start(&dir, &[]).await;
+    for host in ["json.test", "list-a.test", "list-b.test"] {
+        assert_eq!(gw.backend_of(host, "/").await, "app", "{host}");
+    }
+    let counts = gw.snapshot().await["counts"].clone();
+    assert_eq!(counts["hosts"], 3, "snapshot counts: {counts}");
+    assert_eq!(counts["backends"], 1, "snapshot counts: {counts}");
+
+    // A subdirectory that appears while serving is watched too.
+    dir.write(
+        "teams/new/late.yaml",
+        &Ingress::new(NS, "late")
+            .rule("late.test", vec![prefix("/", "app")])
+            .yaml(),
+    );
+    gw.wait_backend("late.test", "/", "app").await;
+
+    // h2c with prior knowledge on the plain listener.
+    let mut h2c = HttpConn::h2c(gw.http).await.expect("h2c connection");
+    let r = h2c.get("json.test", "/h2c").await.expect("h2c request");
+    assert_eq!((r.status, r.version), (200, Version::HTTP_2), "{}", r.body);
+    assert_eq!(r.backend().as_deref(), Some("app"));
+
+    // Request bodies reach the backend whole, over HTTP/1.1 and HTTP/2.
+    let body = Bytes::from(vec![b'x'; 256 * 1024]);
+    let mut h1 = HttpConn::plain(gw.http).await.expect("HTTP/1.1 connection");
+    for (what, conn) in [("HTTP/1.1", &mut h1), ("h2c", &mut h2c)] {
+        let r = conn
+            .request(Method::POST, "json.test", "/upload", &[], body.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{what} POST: {e}"));
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+        let echo = r.echo().expect("echo answer");
+        assert_eq!(echo["method"], "POST", "{what}");
+        assert_eq!(
+            echo["bodyLength"],
+            body.len(),
+            "{what}: body not forwarded whole"
+        );
+    }
+}

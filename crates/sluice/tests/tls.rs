@@ -57,6 +57,23 @@ async fn dual_certificates_and_fake_default() {
         Some(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)
     );
 
+    // A TLS 1.2 client that can do ECDSA gets ECDSA; SNI is case-insensitive.
+    let tls12 = tls_handshake(gw.https, "dual.test", tls12_client())
+        .await
+        .expect("TLS 1.2 handshake");
+    assert_eq!(tls12.version, Some(rustls::ProtocolVersion::TLSv1_2));
+    assert!(
+        tls12.peer_cert == ecdsa.der,
+        "a TLS 1.2 client supporting ECDSA must get the ECDSA certificate"
+    );
+    let upper = tls_handshake(gw.https, "DUAL.Test", default_tls_client())
+        .await
+        .expect("handshake with an upper-case SNI");
+    assert!(
+        upper.peer_cert == ecdsa.der,
+        "SNI must match case-insensitively"
+    );
+
     // Both kinds of client get real answers from the backend, with HSTS.
     for (what, config) in [
         ("default client", default_tls_client()),
@@ -111,7 +128,33 @@ async fn default_ssl_certificate_flag() {
             .rule("own.test", vec![prefix("/", "app")])
             .yaml(),
     );
+    let wildcard = TestCert::ecdsa(&["*.wild.test"]);
+    dir.write(
+        "wild.yaml",
+        &docs(&[
+            wildcard.secret(NS, "wild"),
+            Ingress::new(NS, "wild")
+                .tls(&["*.wild.test"], "wild")
+                .rule("*.wild.test", vec![prefix("/", "app")])
+                .yaml(),
+        ]),
+    );
     let gw = Gateway::start(&dir, &["--default-ssl-certificate", "certs/fallback"]).await;
+    // A wildcard certificate covers one label, like the wildcard host.
+    let s = tls_handshake(gw.https, "a.wild.test", default_tls_client())
+        .await
+        .expect("handshake, a.wild.test");
+    assert!(
+        s.peer_cert == wildcard.der,
+        "a.wild.test must get the wildcard certificate"
+    );
+    let s = tls_handshake(gw.https, "a.b.wild.test", default_tls_client())
+        .await
+        .expect("handshake, a.b.wild.test");
+    assert!(
+        s.peer_cert == fallback.der,
+        "a.b.wild.test is not covered by *.wild.test"
+    );
     let s = tls_handshake(gw.https, "elsewhere.test", default_tls_client())
         .await
         .expect("handshake, unknown SNI");

@@ -5,7 +5,7 @@
 //! still checks the handshake signatures (the server must own the key it presented).
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Version, header};
+use http::{HeaderMap, Method, Request, Version, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -67,7 +67,8 @@ impl Resp {
 /// One client connection to the gateway; requests on it reuse it (keep-alive or HTTP/2 streams).
 pub enum HttpConn {
     H1(http1::SendRequest<Full<Bytes>>),
-    H2(http2::SendRequest<Full<Bytes>>),
+    /// With the URI scheme its requests carry (`https`, or `http` for h2c).
+    H2(http2::SendRequest<Full<Bytes>>, &'static str),
 }
 
 /// What a TLS handshake negotiated.
@@ -92,6 +93,18 @@ impl HttpConn {
         Ok(HttpConn::H1(sender))
     }
 
+    /// HTTP/2 over plain TCP with prior knowledge (h2c).
+    pub async fn h2c(addr: SocketAddr) -> Result<HttpConn, String> {
+        let tcp = timeout("connect", TcpStream::connect(addr)).await?;
+        let (sender, conn) = timeout(
+            "HTTP/2 handshake",
+            http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)),
+        )
+        .await?;
+        tokio::spawn(conn);
+        Ok(HttpConn::H2(sender, "http"))
+    }
+
     /// TLS with SNI `sni`; HTTP/2 if the server picked `h2` by ALPN, else HTTP/1.1.
     pub async fn tls(
         addr: SocketAddr,
@@ -107,7 +120,7 @@ impl HttpConn {
             )
             .await?;
             tokio::spawn(conn);
-            HttpConn::H2(sender)
+            HttpConn::H2(sender, "https")
         } else {
             let (sender, conn) = timeout("HTTP/1.1 handshake", http1::handshake(io)).await?;
             tokio::spawn(conn);
@@ -121,7 +134,7 @@ impl HttpConn {
     pub fn is_closed(&self) -> bool {
         match self {
             HttpConn::H1(s) => s.is_closed(),
-            HttpConn::H2(s) => s.is_closed(),
+            HttpConn::H2(s, _) => s.is_closed(),
         }
     }
 
@@ -136,9 +149,22 @@ impl HttpConn {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Resp, String> {
-        let mut builder = Request::get(match self {
+        self.request(Method::GET, host, path, headers, Bytes::new())
+            .await
+    }
+
+    /// Any request, with a body.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Resp, String> {
+        let mut builder = Request::builder().method(method).uri(match self {
             HttpConn::H1(_) => path.to_string(),
-            HttpConn::H2(_) => format!("https://{host}{path}"),
+            HttpConn::H2(_, scheme) => format!("{scheme}://{host}{path}"),
         });
         if let HttpConn::H1(_) = self {
             builder = builder.header(header::HOST, host);
@@ -147,14 +173,14 @@ impl HttpConn {
             builder = builder.header(*k, *v);
         }
         let req = builder
-            .body(Full::new(Bytes::new()))
+            .body(Full::new(body))
             .map_err(|e| format!("bad request: {e}"))?;
         let resp = match self {
             HttpConn::H1(s) => {
                 timeout("connection ready", s.ready()).await?;
                 timeout("response", s.send_request(req)).await?
             }
-            HttpConn::H2(s) => {
+            HttpConn::H2(s, _) => {
                 timeout("connection ready", s.ready()).await?;
                 timeout("response", s.send_request(req)).await?
             }
@@ -241,6 +267,12 @@ pub fn tls_client(alpn: &[&[u8]]) -> Arc<ClientConfig> {
         &[&rustls::version::TLS13, &rustls::version::TLS12],
         alpn,
     )
+}
+
+/// TLS 1.2 only, every default TLS 1.2 suite (ECDSA and RSA).
+pub fn tls12_client() -> Arc<ClientConfig> {
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    client_config(provider, &[&rustls::version::TLS12], &[b"http/1.1"])
 }
 
 /// A client that can only use TLS 1.2 with TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, like an old

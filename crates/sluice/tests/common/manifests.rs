@@ -31,10 +31,17 @@ impl ManifestDir {
         &self.path
     }
 
-    /// Writes (or replaces) `name` atomically: the watcher never sees half a file.
+    /// Writes (or replaces) `name` (may contain `sub/dirs/`) atomically: the watcher never sees
+    /// half a file.
     pub fn write(&self, name: &str, content: &str) {
         let target = self.path.join(name);
-        let temp = self.path.join(format!(".{name}.partial"));
+        let parent = target.parent().expect("a file inside the directory");
+        std::fs::create_dir_all(parent).expect("create manifest subdirectory");
+        let file_name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name");
+        let temp = parent.join(format!(".{file_name}.partial"));
         std::fs::write(&temp, content).expect("write manifest");
         std::fs::rename(&temp, &target).expect("rename manifest into place");
     }
@@ -271,6 +278,10 @@ impl Ingress {
 
     pub fn yaml(&self) -> String {
         to_yaml(&self.v)
+    }
+
+    pub fn value(&self) -> Value {
+        self.v.clone()
     }
 }
 

@@ -13,10 +13,10 @@ pub mod manifests;
 pub use backend::{Backend, refused_port};
 pub use client::{
     HttpConn, Resp, TlsSession, default_tls_client, get, get_tls, get_with, rsa_only_tls12_client,
-    tls_client, tls_handshake, tls_stream,
+    tls_client, tls_handshake, tls_stream, tls12_client,
 };
 pub use gateway::{Gateway, run_check, wait_for};
 pub use manifests::{
     Ingress, ManifestDir, TestCert, backend_service, docs, exact, ingress_class, path_rule,
-    port_name, port_number, prefix, service_with_slices, tls_secret,
+    port_name, port_number, prefix, service_with_slices, tls_secret, to_yaml,
 };

@@ -140,10 +140,21 @@ async fn next_update(
     }
 }
 
-fn start(dir: &Path) -> (watch::Receiver<SourceUpdate>, tokio::task::JoinHandle<()>) {
+/// Starts watching and returns once the watch is live, so that what a test changes next is
+/// seen through the watch (the first read happens right after the watch is put on).
+async fn start(dir: &Path) -> (watch::Receiver<SourceUpdate>, tokio::task::JoinHandle<()>) {
     let source = ManifestSource::load(dir).unwrap();
-    let (tx, rx) = watch::channel(source.update());
+    let (tx, mut rx) = watch::channel(source.update());
     let task = tokio::spawn(source.watch(tx));
+    write(
+        dir,
+        "zz-live.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: live\n",
+    );
+    next_update(&mut rx, "the watch goes live", |u| {
+        u.store.config_maps.contains_key(&key("live"))
+    })
+    .await;
     (rx, task)
 }
 
@@ -152,7 +163,7 @@ async fn watch_picks_up_new_changed_and_deleted_files() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write(dir, "a.yaml", &service("a", 80));
-    let (mut rx, task) = start(dir);
+    let (mut rx, task) = start(dir).await;
     assert_eq!(port_of_service(&rx.borrow(), "a"), Some(80));
 
     write(dir, "nested/b.yaml", &service("b", 81));
@@ -194,7 +205,7 @@ async fn a_typo_keeps_the_old_objects_until_the_file_is_fixed() {
         "app.yaml",
         &format!("{}---\n{}", service("a", 80), service("b", 81)),
     );
-    let (mut rx, _task) = start(dir);
+    let (mut rx, _task) = start(dir).await;
     assert!(rx.borrow().problems.is_empty());
     let root = dir.display().to_string();
 
@@ -251,7 +262,7 @@ async fn an_invalid_object_is_named_and_keeps_the_old_version() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write(dir, "svc.yaml", &service("a", 80));
-    let (mut rx, _task) = start(dir);
+    let (mut rx, _task) = start(dir).await;
     write(
         dir,
         "svc.yaml",
@@ -323,7 +334,7 @@ async fn removing_the_winning_duplicate_falls_back_to_the_other() {
     let dir = tmp.path();
     write(dir, "1.yaml", &service("dup", 80));
     write(dir, "2.yaml", &service("dup", 81));
-    let (mut rx, _task) = start(dir);
+    let (mut rx, _task) = start(dir).await;
     assert_eq!(port_of_service(&rx.borrow(), "dup"), Some(81));
     fs::remove_file(dir.join("2.yaml")).unwrap();
     let update = next_update(&mut rx, "the remaining definition is used", |u| {
@@ -346,7 +357,7 @@ async fn a_kubelet_style_data_swap_is_picked_up() {
     symlink("..2024_01_01_00_00_00.1", dir.join("..data")).unwrap();
     symlink("..data/svc.yaml", dir.join("svc.yaml")).unwrap();
 
-    let (mut rx, _task) = start(dir);
+    let (mut rx, _task) = start(dir).await;
     {
         let update = rx.borrow();
         assert_eq!(port_of_service(&update, "k"), Some(80));
@@ -417,4 +428,31 @@ fn a_file_that_is_not_utf8_is_reported_on_its_line() {
         "{:?}",
         shown(&update)
     );
+}
+
+#[tokio::test]
+async fn a_vanished_directory_keeps_its_objects_and_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("manifests");
+    write(&dir, "a.yaml", &service("a", 80));
+    let (mut rx, _task) = start(&dir).await;
+    let away = tmp.path().join("away");
+    fs::rename(&dir, &away).unwrap();
+    let update = next_update(&mut rx, "the missing directory is reported", |u| {
+        !u.problems.is_empty()
+    })
+    .await;
+    assert!(
+        shown(&update)[0].contains("cannot read directory"),
+        "{:?}",
+        shown(&update)
+    );
+    assert_eq!(port_of_service(&update, "a"), Some(80));
+
+    fs::rename(&away, &dir).unwrap();
+    let update = next_update(&mut rx, "the directory is read again", |u| {
+        u.problems.is_empty()
+    })
+    .await;
+    assert_eq!(port_of_service(&update, "a"), Some(80));
 }

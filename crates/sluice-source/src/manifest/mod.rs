@@ -54,12 +54,16 @@ impl ManifestSource {
 
     /// Reads the directory again; returns whether the published state changed.
     fn rescan(&mut self) -> bool {
-        if let Err(err) = self.state.rescan() {
-            tracing::warn!(dir = %self.state.dir().display(), error = %err, "cannot read the manifest directory; keeping what was read before");
-        }
+        let read = self.state.rescan();
         let before = &self.current;
         let changed = self.state.store().revisions() != before.store.revisions()
             || self.state.problems() != before.problems;
+        // Logged when it starts (the problem list changes then), not on every periodic read.
+        if let Err(err) = read
+            && changed
+        {
+            tracing::warn!(dir = %self.state.dir().display(), error = %err, "cannot read the manifest directory; keeping what was read before");
+        }
         if changed {
             self.current = publish(&self.state);
         }

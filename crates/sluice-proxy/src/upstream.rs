@@ -74,10 +74,36 @@ struct IdleConnection {
     since: Instant,
 }
 
+/// Every this many releases the whole pool is swept, so endpoints that went away (pods come and
+/// go) and connections nobody reused do not accumulate.
+const SWEEP_EVERY: u32 = 1024;
+
 /// Idle keep-alive connections by endpoint.
 #[derive(Default)]
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<Upstream, Vec<IdleConnection>>>,
+    idle: Mutex<IdlePool>,
+}
+
+#[derive(Default)]
+struct IdlePool {
+    by_upstream: HashMap<Upstream, Vec<IdleConnection>>,
+    releases_since_sweep: u32,
+}
+
+impl IdleConnection {
+    fn reusable(&self, now: Instant) -> bool {
+        !self.sender.is_closed() && now.saturating_duration_since(self.since) < IDLE_TIMEOUT
+    }
+}
+
+impl IdlePool {
+    fn sweep(&mut self, now: Instant) {
+        self.by_upstream.retain(|_, list| {
+            list.retain(|c| c.reusable(now));
+            !list.is_empty()
+        });
+        self.releases_since_sweep = 0;
+    }
 }
 
 /// A connection in use by one request. [`PooledConnection::release`] hands it back once the
@@ -93,12 +119,17 @@ impl PooledConnection {
         if self.sender.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(self.upstream).or_default();
+        idle.releases_since_sweep += 1;
+        if idle.releases_since_sweep >= SWEEP_EVERY {
+            idle.sweep(now);
+        }
+        let list = idle.by_upstream.entry(self.upstream).or_default();
         if list.len() < MAX_IDLE_PER_UPSTREAM {
             list.push(IdleConnection {
                 sender: self.sender,
-                since: Instant::now(),
+                since: now,
             });
         }
     }
@@ -136,12 +167,12 @@ impl Pool {
         loop {
             let idle = {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                let list = idle.get_mut(upstream)?;
+                let list = idle.by_upstream.get_mut(upstream)?;
                 let now = Instant::now();
                 loop {
                     // Most recently used first: it is the least likely to have been closed.
                     let candidate = list.pop()?;
-                    if !candidate.sender.is_closed() && now - candidate.since < IDLE_TIMEOUT {
+                    if candidate.reusable(now) {
                         break candidate;
                     }
                 }
@@ -244,5 +275,51 @@ async fn wait_for_head<F: Future>(
         if at <= Instant::now() {
             return Err(expired);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection over an in-memory pipe; `open` keeps its connection task running.
+    async fn idle_connection(open: bool) -> IdleConnection {
+        let (client, _server) = tokio::io::duplex(1024);
+        let (sender, connection) = http1::handshake::<_, RequestBody>(TokioIo::new(client))
+            .await
+            .unwrap();
+        let task = tokio::spawn(async move {
+            let _server = _server;
+            let _ = connection.await;
+        });
+        if !open {
+            task.abort();
+            let _ = task.await;
+        }
+        IdleConnection {
+            sender,
+            since: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sweep_drops_closed_connections_and_empty_endpoints() {
+        let gone: Upstream = Upstream::Socket("10.0.0.1:80".parse().unwrap());
+        let alive: Upstream = Upstream::Socket("10.0.0.2:80".parse().unwrap());
+        let mut pool = IdlePool::default();
+        pool.by_upstream
+            .insert(gone.clone(), vec![idle_connection(false).await]);
+        pool.by_upstream.insert(
+            alive.clone(),
+            vec![idle_connection(true).await, idle_connection(false).await],
+        );
+        pool.sweep(Instant::now());
+        assert!(!pool.by_upstream.contains_key(&gone));
+        assert_eq!(pool.by_upstream[&alive].len(), 1);
+        pool.sweep(Instant::now() + IDLE_TIMEOUT);
+        assert!(
+            pool.by_upstream.is_empty(),
+            "expired connections are dropped"
+        );
     }
 }

@@ -8,7 +8,7 @@ use crate::ProxyError;
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert};
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use sluice_model::Snapshot;
@@ -18,6 +18,9 @@ use std::sync::{Arc, OnceLock};
 /// The name in the fallback certificate, so a client that sees it knows no real one applied.
 pub(crate) const FAKE_CERT_COMMON_NAME: &str = "Sluice Fake Certificate";
 pub(crate) const FAKE_CERT_DNS_NAME: &str = "sluice.invalid";
+
+/// Session-ID resumption entries kept per data plane (a few hundred bytes each).
+const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
 
 pub(crate) fn server_config(
     snapshot: Arc<ArcSwap<Snapshot>>,
@@ -33,6 +36,9 @@ pub(crate) fn server_config(
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = process_ticketer()?;
+    // TLS 1.2 clients without ticket support resume by session ID; rustls keeps 256 by default,
+    // too few for a gateway's client population.
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
     Ok(Arc::new(config))
 }
 

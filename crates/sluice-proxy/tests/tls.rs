@@ -240,3 +240,40 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped() {
     let read = within("the proxy to close the connection", idle.read(&mut buf)).await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }
+
+#[tokio::test]
+async fn sessions_resume_across_snapshot_swaps_and_data_planes() {
+    let cert = make_cert(&["secure.test"], KeyAlgorithm::Ecdsa);
+    let mut store = CertStore::default();
+    store.exact.insert("secure.test".into(), cert_set(&[&cert]));
+    let (snap, _) = web_snapshot(1, store).await;
+    let first = Proxy::start(snap.clone()).await;
+    let second = Proxy::start(snap.clone()).await;
+    let client = tls_client(&["http/1.1"], false);
+
+    // TLS 1.3 tickets arrive after the handshake: read a response so the client has them.
+    let stream = tls_connect(first.https, "secure.test", &client).await;
+    assert_eq!(
+        stream.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+    let mut h1 = h1_over(stream).await;
+    let reply = read(h1.send_request(request("secure.test", "/")).await.unwrap()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    let mut next = snap;
+    next.version = 2;
+    first.swap(next);
+    let stream = tls_connect(first.https, "secure.test", &client).await;
+    assert_eq!(
+        stream.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "a snapshot swap keeps tickets valid"
+    );
+    let stream = tls_connect(second.https, "secure.test", &client).await;
+    assert_eq!(
+        stream.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "the ticket key is shared by every data plane of the process"
+    );
+}

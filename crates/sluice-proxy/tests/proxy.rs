@@ -284,6 +284,18 @@ async fn h2c_prior_knowledge_is_proxied_to_http1() {
     assert_eq!(reply.header("x-echo-uri"), "/h2?x=y");
     assert_eq!(reply.header("x-echo-version"), "HTTP/1.1");
     assert_eq!(reply.header("echo-host"), "a.test");
+
+    // A request body over HTTP/2 reaches the HTTP/1.1 upstream and comes back.
+    let req = Request::post("http://a.test/upload")
+        .version(http::Version::HTTP_2)
+        .body(http_body_util::Full::new(Bytes::from_static(b"h2 body")).boxed())
+        .unwrap();
+    let response = within("h2 response", sender.send_request(req))
+        .await
+        .unwrap();
+    let reply = read(response).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "h2 body");
 }
 
 #[tokio::test]

@@ -277,3 +277,29 @@ async fn sessions_resume_across_snapshot_swaps_and_data_planes() {
         "the ticket key is shared by every data plane of the process"
     );
 }
+
+#[tokio::test]
+async fn websocket_over_tls_is_tunnelled() {
+    use futures_util::{SinkExt, StreamExt};
+    let cert = make_cert(&["ws.test"], KeyAlgorithm::Ecdsa);
+    let ws = slot("ws", &[websocket_backend("ws").await]);
+    let mut snap = snapshot(1, vec![vhost("ws.test", true, vec![prefix("/", &ws)])]);
+    snap.certificates
+        .exact
+        .insert("ws.test".into(), cert_set(&[&cert]));
+    let proxy = Proxy::start(snap).await;
+    let stream = tls_connect(proxy.https, "ws.test", &tls_client(&["http/1.1"], false)).await;
+    let (mut socket, response) = within(
+        "websocket handshake",
+        tokio_tungstenite::client_async("wss://ws.test/socket", stream),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    socket.send("secure".into()).await.unwrap();
+    let echoed = within("websocket echo", socket.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.to_text().unwrap(), "ws:secure");
+}

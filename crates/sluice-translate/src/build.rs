@@ -160,8 +160,26 @@ struct HostBuilder {
     owner: Arc<ObjectRef>,
     routes: Vec<Route>,
     /// Which Ingress serves each (pathType, path): the oldest wins.
-    claimed: Vec<(PathKind, String, Arc<ObjectRef>)>,
+    claimed: HashMap<(PathClaim, String), Arc<ObjectRef>>,
     fallback: Option<Route>,
+}
+
+/// The path type half of a (pathType, path) claim on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PathClaim {
+    Exact,
+    Prefix,
+    Regex,
+}
+
+impl PathClaim {
+    fn of(matcher: &PathMatch) -> Self {
+        match matcher.kind() {
+            PathKind::Exact => PathClaim::Exact,
+            PathKind::Prefix => PathClaim::Prefix,
+            PathKind::Regex => PathClaim::Regex,
+        }
+    }
 }
 
 struct Builder<'a> {
@@ -214,7 +232,7 @@ impl Builder<'_> {
                 .or_insert_with(|| HostBuilder {
                     owner: ctx.object.clone(),
                     routes: Vec::new(),
-                    claimed: Vec::new(),
+                    claimed: HashMap::new(),
                     fallback: None,
                 });
             if !named_hosts.contains(&host) {
@@ -288,11 +306,8 @@ impl Builder<'_> {
         let Some(entry) = self.hosts.get_mut(host) else {
             return;
         };
-        if let Some((_, _, winner)) = entry
-            .claimed
-            .iter()
-            .find(|(kind, text, _)| *kind == matcher.kind() && text == matcher.as_str())
-        {
+        let claim = (PathClaim::of(&matcher), matcher.as_str().to_string());
+        if let Some(winner) = entry.claimed.get(&claim) {
             let shown = if host.is_empty() { "(any host)" } else { host };
             let p = ctx.warning(
                 format!("{field}.path"),
@@ -307,11 +322,7 @@ impl Builder<'_> {
             self.problems.push(p);
             return;
         }
-        entry.claimed.push((
-            matcher.kind(),
-            matcher.as_str().to_string(),
-            ctx.object.clone(),
-        ));
+        entry.claimed.insert(claim, ctx.object.clone());
         let slot = shared_slot(&mut self.backends, self.store, backend);
         entry.routes.push(route(ctx, matcher, slot));
     }
@@ -342,7 +353,7 @@ impl Builder<'_> {
                 .or_insert_with(|| HostBuilder {
                     owner: ctx.object.clone(),
                     routes: Vec::new(),
-                    claimed: Vec::new(),
+                    claimed: HashMap::new(),
                     fallback: None,
                 });
             if let Some(existing) = &default.fallback {

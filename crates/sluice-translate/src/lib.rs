@@ -3,6 +3,22 @@
 //! Pure: no I/O, no clocks, no globals. The same store always gives the same snapshot and the
 //! same problems in the same order. Each Ingress is translated on its own so that a bad one (or
 //! a bad path of one) is reported and skipped without touching the others.
+//!
+//! Choices worth knowing (routing.md has the reasons):
+//! - Precedence is ingress-nginx's: oldest `creationTimestamp` first; at equal (or absent)
+//!   timestamps the greater `namespace/name` first. The first Ingress naming a host owns it: its
+//!   `spec.defaultBackend` is that host's fallback. The oldest Ingress without rules is the
+//!   catch-all of the default server. Same host + path + pathType: the first wins, later ones
+//!   get a warning naming the winner.
+//! - Regex is per Ingress (`use-regex`, or a non-empty `rewrite-target`) and only changes
+//!   ImplementationSpecific paths; Exact and Prefix keep their Kubernetes meaning. The ConfigMap
+//!   option `regex-host-wide` extends it to every Ingress on the host, as ingress-nginx does.
+//! - A malformed annotation or any `*-snippet` rejects the whole Ingress; a bad host, path or
+//!   backend rejects that rule or path only; a bad TLS Secret is reported and its hosts keep
+//!   routing (and stay TLS hosts) with the default certificate.
+//! - A host listed with several Secrets gets one certificate per key algorithm (dual ECDSA +
+//!   RSA); for the same algorithm the first (oldest) wins.
+//! - Canary Ingresses are left out until canary routing exists (no problem is reported).
 
 mod annotations;
 mod build;

@@ -18,6 +18,10 @@ use std::sync::Arc;
 /// solver over plain HTTP even on hosts that redirect to https.
 const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
+/// Endpoints tried per request when connecting fails (ingress-nginx's
+/// `proxy-next-upstream-tries` default), never more than the backend has.
+const MAX_CONNECT_TRIES: usize = 3;
+
 pub(crate) struct Router {
     snapshot: Arc<ArcSwap<Snapshot>>,
     pool: Arc<Pool>,
@@ -122,7 +126,7 @@ impl Router {
         matched: Matched,
     ) -> Response<ResponseBody> {
         let Matched { backend, policy } = matched;
-        let upstream = match backend.pick() {
+        let mut upstream = match backend.pick() {
             Ok(upstream) => upstream,
             Err(why) => return unavailable(&backend, &why),
         };
@@ -140,11 +144,31 @@ impl Router {
         let progress = (!body.is_end_stream()).then(|| Arc::new(SendProgress::new()));
         let upstream_request = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
 
-        let (mut response, connection) = match self
+        // Counted only once a connection fails: the common path never reads the endpoint list.
+        let mut retries_left: Option<usize> = None;
+        let next_upstream = || {
+            let left = retries_left.get_or_insert_with(|| {
+                backend
+                    .endpoints()
+                    .upstreams()
+                    .len()
+                    .min(MAX_CONNECT_TRIES)
+                    .saturating_sub(1)
+            });
+            *left = left.checked_sub(1)?;
+            backend.pick().ok()
+        };
+        let sent = self
             .pool
-            .send(&upstream, upstream_request, &policy, progress.as_deref())
-            .await
-        {
+            .send(
+                &mut upstream,
+                next_upstream,
+                upstream_request,
+                &policy,
+                progress.as_deref(),
+            )
+            .await;
+        let (mut response, connection) = match sent {
             Ok(exchanged) => exchanged,
             Err(e) => {
                 let status = if e.is_timeout() {

@@ -138,9 +138,15 @@ impl PooledConnection {
 impl Pool {
     /// Sends `request` to `upstream` and waits for the response head, within the policy's
     /// timeouts. `progress` tracks the request body, when there is one.
+    ///
+    /// When no connection can be opened, nothing has been sent, so the request moves on to the
+    /// endpoint `next_upstream` offers, if any (ingress-nginx's `proxy_next_upstream error
+    /// timeout`, limited to connection failures so a request is never sent twice). `upstream`
+    /// ends up naming the endpoint that answered or failed last.
     pub(crate) async fn send(
         self: &Arc<Self>,
-        upstream: &Upstream,
+        upstream: &mut Upstream,
+        mut next_upstream: impl FnMut() -> Option<Upstream>,
         mut request: Request<RequestBody>,
         policy: &RoutePolicy,
         progress: Option<&SendProgress>,
@@ -148,7 +154,17 @@ impl Pool {
         loop {
             let (mut conn, reused) = match self.checkout(upstream).await {
                 Some(conn) => (conn, true),
-                None => (self.connect(upstream, policy.connect_timeout).await?, false),
+                None => match self.connect(upstream, policy.connect_timeout).await {
+                    Ok(conn) => (conn, false),
+                    Err(e) => match next_upstream() {
+                        Some(next) => {
+                            tracing::debug!(%upstream, error = %e, "trying the next endpoint");
+                            *upstream = next;
+                            continue;
+                        }
+                        None => return Err(e),
+                    },
+                },
             };
             let exchange = conn.sender.try_send_request(request);
             match wait_for_head(exchange, policy, progress).await? {

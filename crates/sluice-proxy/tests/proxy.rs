@@ -620,3 +620,27 @@ async fn dns_upstreams_resolve_at_connect_time() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.header("x-backend"), "dns");
 }
+
+#[tokio::test]
+async fn a_refusing_endpoint_is_skipped_for_the_next_one() {
+    let web = slot("web", &[closed_port().await, echo_backend("alive").await]);
+    let proxy = Proxy::start(snapshot(
+        1,
+        vec![vhost("a.test", false, vec![prefix("/", &web)])],
+    ))
+    .await;
+    for _ in 0..4 {
+        let reply = get(proxy.http, "a.test", "/").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(reply.header("x-backend"), "alive");
+    }
+    // With every endpoint refusing, the answer is a 502 naming the last one tried.
+    let dead = slot("dead", &[closed_port().await, closed_port().await]);
+    proxy.swap(snapshot(
+        2,
+        vec![vhost("a.test", false, vec![prefix("/", &dead)])],
+    ));
+    let reply = get(proxy.http, "a.test", "/").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert!(reply.body.contains("default/dead:80"), "{}", reply.body);
+}

@@ -185,3 +185,25 @@ fn a_missing_configmap_is_a_warning_and_defaults_apply() {
     assert_eq!(p[0].severity, Severity::Warning);
     assert_eq!(*t.snapshot.options, sluice_model::GlobalOptions::default());
 }
+
+#[test]
+fn ingresses_that_serve_nothing_or_certificates_for_no_host_are_reported() {
+    let t = translate_fixtures(&["invalid.yaml"]);
+    let empty = problems_of(&t.problems, "empty");
+    assert_eq!(empty.len(), 1, "{}", show(&t.problems));
+    assert_eq!(empty[0].severity, Severity::Rejected);
+    assert!(
+        empty[0]
+            .reason
+            .contains("neither rules nor a defaultBackend")
+    );
+    let tls = problems_of(&t.problems, "tls-without-hosts");
+    assert_eq!(tls.len(), 1, "{}", show(&t.problems));
+    assert_eq!(tls[0].severity, Severity::Warning);
+    assert_eq!(tls[0].field.as_deref(), Some("spec.tls[0].hosts"));
+    assert_eq!(
+        service_for(&t.snapshot, "tls-without-hosts.test", "/"),
+        svc("web")
+    );
+    assert!(!t.snapshot.hosts.lookup("tls-without-hosts.test").tls);
+}

@@ -27,21 +27,50 @@ struct Seen {
     errors: Vec<String>,
 }
 
-/// Sends GET `host` `path` in a loop until `stop`, on one keep-alive connection or on a new
-/// connection per request. Only statuses and backends in `accept` count as success.
-fn load(
-    addr: SocketAddr,
-    host: &'static str,
-    keep_alive: bool,
+/// Shared by the load generators of one test: the stop switch and the count of requests sent.
+#[derive(Clone, Default)]
+struct Traffic {
     stop: Arc<AtomicBool>,
-    progress: Arc<AtomicUsize>,
-    accept: fn(u16, Option<&str>) -> bool,
-) -> JoinHandle<Seen> {
-    tokio::spawn(async move {
+    sent: Arc<AtomicUsize>,
+}
+
+impl Traffic {
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn sent(&self) -> usize {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Sends GET `host` in a loop until stopped, on one keep-alive connection or on a new
+    /// connection per request. Only statuses and backends that `accept` takes count as success.
+    fn spawn(
+        &self,
+        addr: SocketAddr,
+        host: &'static str,
+        keep_alive: bool,
+        accept: fn(u16, Option<&str>) -> bool,
+    ) -> JoinHandle<Seen> {
+        let traffic = self.clone();
+        tokio::spawn(async move { traffic.run(addr, host, keep_alive, accept).await })
+    }
+
+    async fn run(
+        self,
+        addr: SocketAddr,
+        host: &'static str,
+        keep_alive: bool,
+        accept: fn(u16, Option<&str>) -> bool,
+    ) -> Seen {
         let mut seen = Seen::default();
         let started = Instant::now();
         let mut conn: Option<HttpConn> = None;
-        while !stop.load(Ordering::SeqCst)
+        while !self.stopped()
             && seen.statuses.len() < MAX_REQUESTS
             && started.elapsed() < MAX_LOAD_TIME
         {
@@ -76,12 +105,12 @@ fn load(
                     conn = None;
                 }
             }
-            progress.fetch_add(1, Ordering::SeqCst);
+            self.sent.fetch_add(1, Ordering::SeqCst);
             // Pacing, so several generators and the gateway share two cores fairly.
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         seen
-    })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,8 +183,7 @@ async fn changes_apply_live_without_failing_requests() {
     assert_eq!(reply.into_text().expect("text").as_str(), "blue: before");
 
     // Load while the directory changes.
-    let stop = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(AtomicUsize::new(0));
+    let traffic = Traffic::default();
     let main_ok = |status: u16, backend: Option<&str>| {
         status == 200 && matches!(backend, Some("blue" | "green"))
     };
@@ -163,41 +191,17 @@ async fn changes_apply_live_without_failing_requests() {
         (status == 200 && backend == Some("blue")) || status == 404
     };
     let loads = [
-        load(
-            gw.http,
-            "main.test",
-            true,
-            stop.clone(),
-            progress.clone(),
-            main_ok,
-        ),
-        load(
-            gw.http,
-            "main.test",
-            false,
-            stop.clone(),
-            progress.clone(),
-            main_ok,
-        ),
-        load(
-            gw.http,
-            "doomed.test",
-            true,
-            stop.clone(),
-            progress.clone(),
-            doomed_ok,
-        ),
+        traffic.spawn(gw.http, "main.test", true, main_ok),
+        traffic.spawn(gw.http, "main.test", false, main_ok),
+        traffic.spawn(gw.http, "doomed.test", true, doomed_ok),
     ];
     let secure_load = {
-        let (addr, stop) = (gw.https, stop.clone());
+        let (addr, traffic) = (gw.https, traffic.clone());
         tokio::spawn(async move {
             let mut errors = Vec::new();
             let mut count = 0usize;
             let started = Instant::now();
-            while !stop.load(Ordering::SeqCst)
-                && count < MAX_REQUESTS
-                && started.elapsed() < MAX_LOAD_TIME
-            {
+            while !traffic.stopped() && count < MAX_REQUESTS && started.elapsed() < MAX_LOAD_TIME {
                 count += 1;
                 match get_tls(addr, "secure.test", "/load").await {
                     Ok(r) if r.status == 200 => {}
@@ -248,15 +252,15 @@ async fn changes_apply_live_without_failing_requests() {
         "expected at least 5 applied versions, got {version}"
     );
     // The generators keep going on the final state for a while (counted, not timed).
-    let mark = progress.load(Ordering::SeqCst);
+    let mark = traffic.sent();
     wait_for("300 more requests on the final configuration", async || {
-        (progress.load(Ordering::SeqCst) >= mark + 300).then_some(())
+        (traffic.sent() >= mark + 300).then_some(())
     })
     .await;
     for _ in 0..20 {
         assert_eq!(gw.backend_of("main.test", "/after").await, "green");
     }
-    stop.store(true, Ordering::SeqCst);
+    traffic.stop();
 
     let mut total = 0;
     for (i, handle) in loads.into_iter().enumerate() {
@@ -346,15 +350,10 @@ async fn endpoint_changes_apply_live() {
     );
     let gw = Gateway::start(&dir, &[]).await;
     assert_eq!(gw.backend_of("app.test", "/").await, "old-pod");
-    let stop = Arc::new(AtomicBool::new(false));
-    let generator = load(
-        gw.http,
-        "app.test",
-        true,
-        stop.clone(),
-        Arc::default(),
-        |s, b| s == 200 && matches!(b, Some("old-pod" | "new-pod")),
-    );
+    let traffic = Traffic::default();
+    let generator = traffic.spawn(gw.http, "app.test", true, |s, b| {
+        s == 200 && matches!(b, Some("old-pod" | "new-pod"))
+    });
     // Rolling update: the new pod joins, then the old one leaves.
     dir.write(
         "svc.yaml",
@@ -370,7 +369,7 @@ async fn endpoint_changes_apply_live() {
         (routes.len() == 1 && routes[0]["endpoints"].as_array()?.len() == 1).then_some(())
     })
     .await;
-    stop.store(true, Ordering::SeqCst);
+    traffic.stop();
     let seen = generator.await.expect("load generator");
     assert!(
         seen.errors.is_empty(),

@@ -15,7 +15,6 @@ use sluice_model::{
     ServicePortRef, Snapshot, VirtualHost,
 };
 use sluice_store::{NamespacedName, ObjectStore, Stored};
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -51,8 +50,10 @@ pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
     builder.finish(globals, default_cert)
 }
 
-/// Ours only, oldest first; equal timestamps in descending `namespace/name` order (ingress-nginx
-/// sorts that way, so the same objects win here as there).
+/// Ours only, in precedence order. With creationTimestamp: oldest first, equal timestamps in
+/// descending `namespace/name` order (ingress-nginx sorts that way, so the same objects win here as
+/// there). Without one (typical of manifest files): after all timestamped ones, in ascending
+/// `namespace/name` order, so the alphabetically first file-defined Ingress wins (spec section 11).
 fn ordered_ingresses<'a>(
     store: &'a ObjectStore,
     opts: &TranslateOptions,
@@ -62,11 +63,16 @@ fn ordered_ingresses<'a>(
         .iter()
         .filter(|(_, stored)| is_ours(&stored.object, store, opts))
         .collect();
-    ours.sort_by_key(|(key, stored)| {
-        (
-            stored.object.metadata.creation_timestamp.clone(),
-            Reverse(*key),
-        )
+    ours.sort_by(|(key_a, a), (key_b, b)| {
+        match (
+            &a.object.metadata.creation_timestamp,
+            &b.object.metadata.creation_timestamp,
+        ) {
+            (Some(ta), Some(tb)) => ta.cmp(tb).then_with(|| key_b.cmp(key_a)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => key_a.cmp(key_b),
+        }
     });
     ours
 }

@@ -93,6 +93,29 @@ fn equal_timestamps_are_ordered_by_namespace_and_name_descending() {
 }
 
 #[test]
+fn ingresses_without_timestamp_come_after_and_in_name_order() {
+    let t = translate_fixtures(&["merge.yaml"]);
+    assert_eq!(
+        service_for(&t.snapshot, "untimed.test", "/"),
+        svc("untimed-a")
+    );
+    assert_eq!(
+        problems_of(&t.problems, "untimed-b").len(),
+        1,
+        "{}",
+        show(&t.problems)
+    );
+    // A timestamped Ingress wins over one without, whatever their names.
+    assert_eq!(service_for(&t.snapshot, "mixed.test", "/"), svc("mixed-z"));
+    assert_eq!(
+        problems_of(&t.problems, "mixed-a").len(),
+        1,
+        "{}",
+        show(&t.problems)
+    );
+}
+
+#[test]
 fn backends_list_only_what_routes_use() {
     let t = translate_fixtures(&["merge.yaml"]);
     let services: Vec<_> = t

@@ -20,7 +20,10 @@ fn load(args: &CheckArgs) -> anyhow::Result<(Vec<Problem>, Translation)> {
 /// Prints every problem, one per line; exit 1 when anything would be rejected.
 pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let (source_problems, translation) = load(args)?;
-    let problems: Vec<&Problem> = source_problems.iter().chain(&translation.problems).collect();
+    let problems: Vec<&Problem> = source_problems
+        .iter()
+        .chain(&translation.problems)
+        .collect();
     for problem in &problems {
         println!("{problem}");
     }
@@ -51,7 +54,11 @@ pub fn routes(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let (_, translation) = load(args)?;
     println!("HOST\tPATH\tTYPE\tBACKEND\tINGRESS\tENDPOINTS");
     for r in sluice_admin::routes_of(&translation.snapshot, None) {
-        let path = if r.fallback { "(default backend)" } else { r.path.as_str() };
+        let path = if r.fallback {
+            "(default backend)"
+        } else {
+            r.path.as_str()
+        };
         let endpoints = match &r.unavailable {
             Some(why) => format!("503: {why}"),
             None => r.endpoints.join(","),

@@ -50,11 +50,21 @@ pub struct ServeArgs {
     pub manifests: Option<PathBuf>,
 
     /// Plain HTTP listener (repeatable).
-    #[arg(long, env = "SLUICE_HTTP_LISTEN", default_value = "0.0.0.0:80", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_LISTEN",
+        default_value = "0.0.0.0:80",
+        value_delimiter = ','
+    )]
     pub http_listen: Vec<SocketAddr>,
 
     /// TLS listener (repeatable).
-    #[arg(long, env = "SLUICE_HTTPS_LISTEN", default_value = "0.0.0.0:443", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SLUICE_HTTPS_LISTEN",
+        default_value = "0.0.0.0:443",
+        value_delimiter = ','
+    )]
     pub https_listen: Vec<SocketAddr>,
 
     /// Admin API, health and metrics. Keep it off public addresses.
@@ -86,7 +96,11 @@ pub struct SelectionArgs {
     pub ingress_class: String,
 
     /// IngressClass `spec.controller` value handled.
-    #[arg(long, env = "SLUICE_CONTROLLER_CLASS", default_value = "sluice.dev/ingress-controller")]
+    #[arg(
+        long,
+        env = "SLUICE_CONTROLLER_CLASS",
+        default_value = "sluice.dev/ingress-controller"
+    )]
     pub controller_class: String,
 
     /// Also handle Ingresses that name no class.
@@ -95,7 +109,11 @@ pub struct SelectionArgs {
 
     /// `namespace/name` of the TLS Secret served when no host matches the SNI (else a generated
     /// self-signed certificate).
-    #[arg(long, env = "SLUICE_DEFAULT_SSL_CERTIFICATE", value_name = "NAMESPACE/NAME")]
+    #[arg(
+        long,
+        env = "SLUICE_DEFAULT_SSL_CERTIFICATE",
+        value_name = "NAMESPACE/NAME"
+    )]
     pub default_ssl_certificate: Option<String>,
 
     /// `namespace/name` of the global options ConfigMap (ingress-nginx's controller ConfigMap

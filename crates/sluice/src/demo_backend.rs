@@ -55,7 +55,11 @@ fn describe(name: &str, peer: std::net::SocketAddr, req: &Request<Incoming>) -> 
         req.version()
     );
     for (header, value) in req.headers() {
-        let _ = writeln!(out, "{header}: {}", String::from_utf8_lossy(value.as_bytes()));
+        let _ = writeln!(
+            out,
+            "{header}: {}",
+            String::from_utf8_lossy(value.as_bytes())
+        );
     }
     out
 }

@@ -10,7 +10,10 @@ pub fn translate_options(args: &SelectionArgs) -> anyhow::Result<TranslateOption
         ingress_class: args.ingress_class.clone(),
         controller_class: args.controller_class.clone(),
         watch_ingress_without_class: args.watch_ingress_without_class,
-        default_ssl_certificate: parse_ref("--default-ssl-certificate", &args.default_ssl_certificate)?,
+        default_ssl_certificate: parse_ref(
+            "--default-ssl-certificate",
+            &args.default_ssl_certificate,
+        )?,
         configmap: parse_ref("--configmap", &args.configmap)?,
     })
 }
@@ -19,8 +22,9 @@ fn parse_ref(flag: &str, value: &Option<String>) -> anyhow::Result<Option<Namesp
     value
         .as_deref()
         .map(|v| {
-            NamespacedName::parse(v)
-                .ok_or_else(|| anyhow!("{flag} {v:?}: expected NAMESPACE/NAME, e.g. default/my-cert"))
+            NamespacedName::parse(v).ok_or_else(|| {
+                anyhow!("{flag} {v:?}: expected NAMESPACE/NAME, e.g. default/my-cert")
+            })
         })
         .transpose()
         .with_context(|| format!("invalid {flag}"))

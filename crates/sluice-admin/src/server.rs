@@ -130,7 +130,10 @@ mod tests {
 
     #[test]
     fn query_params_are_found_by_name() {
-        assert_eq!(query_param(Some("a=1&host=x.com"), "host").as_deref(), Some("x.com"));
+        assert_eq!(
+            query_param(Some("a=1&host=x.com"), "host").as_deref(),
+            Some("x.com")
+        );
         assert_eq!(query_param(Some("host="), "host"), None);
         assert_eq!(query_param(None, "host"), None);
     }

@@ -186,15 +186,26 @@ impl SendProgress {
     }
 }
 
-/// The client's request body on its way to the upstream.
+/// The client's request body on its way to the upstream. `None` stands for no body at all: a
+/// request replayed on a fresh connection has no client body to read from.
 pub(crate) struct RequestBody {
-    inner: Incoming,
+    inner: Option<Incoming>,
     progress: Option<Arc<SendProgress>>,
 }
 
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, progress: Option<Arc<SendProgress>>) -> Self {
-        RequestBody { inner, progress }
+        RequestBody {
+            inner: Some(inner),
+            progress,
+        }
+    }
+
+    pub(crate) fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            progress: None,
+        }
     }
 }
 
@@ -207,10 +218,13 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
         if let (Poll::Ready(frame), Some(progress)) = (&polled, &this.progress) {
             match frame {
-                Some(Ok(_)) if !this.inner.is_end_stream() => progress.touch(),
+                Some(Ok(_)) if !inner.is_end_stream() => progress.touch(),
                 _ => progress.finish(),
             }
         }
@@ -218,10 +232,12 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Incoming::size_hint)
     }
 }

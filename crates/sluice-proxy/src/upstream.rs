@@ -6,6 +6,7 @@
 //! is simplest when this code owns the sockets.
 
 use crate::body::{RequestBody, SendProgress};
+use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper::{Request, Response};
@@ -22,6 +23,12 @@ use tokio::time::Instant;
 
 /// Idle connections kept per endpoint; more are closed when released.
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// A request without body and with an idempotent method is kept for a second attempt when it goes
+/// out on a connection idle at least this long: the upstream may have closed that connection
+/// just as the request was written (its own idle timeout), which is not the endpoint failing.
+/// Connections reused sooner are not in that race, so busy paths never pay for the copy.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// An idle connection older than this is not reused (servers commonly close after 60 s or less;
 /// using one they are about to close costs a failed attempt).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
@@ -153,9 +160,9 @@ impl Pool {
     ) -> Result<(Response<Incoming>, PooledConnection), UpstreamError> {
         loop {
             let (mut conn, reused) = match self.checkout(upstream).await {
-                Some(conn) => (conn, true),
+                Some((conn, idle_for)) => (conn, Some(idle_for)),
                 None => match self.connect(upstream, policy.connect_timeout).await {
-                    Ok(conn) => (conn, false),
+                    Ok(conn) => (conn, None),
                     Err(e) => match next_upstream() {
                         Some(next) => {
                             tracing::debug!(%upstream, error = %e, "trying the next endpoint");
@@ -166,20 +173,41 @@ impl Pool {
                     },
                 },
             };
+            let replay = match reused {
+                Some(idle_for) if idle_for >= REPLAY_AFTER_IDLE => replayable(&request),
+                _ => None,
+            };
             let exchange = conn.sender.try_send_request(request);
             match wait_for_head(exchange, policy, progress).await? {
                 Ok(response) => return Ok((response, conn)),
-                Err(mut failed) => match failed.take_message() {
+                Err(mut failed) => match (failed.take_message(), replay) {
                     // The pooled connection was closed by the upstream before our request went
                     // out: nothing was sent, so another connection may carry it.
-                    Some(unsent) if reused => request = unsent,
+                    (Some(unsent), _) if reused.is_some() => request = unsent,
+                    (_, Some(copy)) => {
+                        tracing::debug!(%upstream, error = %failed.error(), "replaying an idempotent request on a new connection");
+                        request = copy;
+                        // Once only: the next attempt uses a fresh connection.
+                        self.forget(upstream);
+                    }
                     _ => return Err(UpstreamError::Exchange(failed.into_error())),
                 },
             }
         }
     }
 
-    async fn checkout(self: &Arc<Self>, upstream: &Upstream) -> Option<PooledConnection> {
+    /// Drops the idle connections of `upstream`: after one of them failed, the others (opened
+    /// around the same time) are suspect too.
+    fn forget(&self, upstream: &Upstream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.by_upstream.remove(upstream);
+    }
+
+    /// An idle connection to `upstream` and how long it was idle.
+    async fn checkout(
+        self: &Arc<Self>,
+        upstream: &Upstream,
+    ) -> Option<(PooledConnection, Duration)> {
         loop {
             let idle = {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -193,14 +221,16 @@ impl Pool {
                     }
                 }
             };
+            let idle_for = idle.since.elapsed();
             let mut sender = idle.sender;
             // Resolves at once for an idle connection; fails if the upstream closed it.
             if sender.ready().await.is_ok() {
-                return Some(PooledConnection {
+                let conn = PooledConnection {
                     pool: self.clone(),
                     upstream: upstream.clone(),
                     sender,
-                });
+                };
+                return Some((conn, idle_for));
             }
         }
     }
@@ -231,6 +261,19 @@ impl Pool {
             sender,
         })
     }
+}
+
+/// A copy of a request that can safely be sent again: idempotent method, no body.
+fn replayable(request: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    if !request.method().is_idempotent() || !request.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(RequestBody::empty());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
 }
 
 async fn open_stream(upstream: &Upstream) -> io::Result<TcpStream> {

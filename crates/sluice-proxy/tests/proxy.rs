@@ -644,3 +644,35 @@ async fn a_refusing_endpoint_is_skipped_for_the_next_one() {
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert!(reply.body.contains("default/dead:80"), "{}", reply.body);
 }
+
+#[tokio::test]
+async fn idempotent_request_is_replayed_when_an_idle_upstream_connection_was_closed() {
+    for (method, expected) in [
+        (http::Method::GET, StatusCode::OK),
+        (http::Method::POST, StatusCode::BAD_GATEWAY),
+    ] {
+        let web = slot("web", &[closes_first_connection_backend().await]);
+        let proxy = Proxy::start(snapshot(
+            1,
+            vec![vhost("a.test", false, vec![prefix("/", &web)])],
+        ))
+        .await;
+        let reply = get(proxy.http, "a.test", "/").await;
+        assert_eq!(reply.header("x-connection"), "1");
+        // Not waiting for anything: the pooled connection must have been idle for a while before
+        // a failure on it counts as the upstream's idle close rather than an error.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let mut sender = h1(proxy.http).await;
+        let req = Request::builder()
+            .method(method.clone())
+            .uri("/")
+            .header("host", "a.test")
+            .body(empty())
+            .unwrap();
+        let reply = read(within("response", sender.send_request(req)).await.unwrap()).await;
+        assert_eq!(reply.status, expected, "{method}: {}", reply.body);
+        if expected == StatusCode::OK {
+            assert_eq!(reply.header("x-connection"), "2");
+        }
+    }
+}

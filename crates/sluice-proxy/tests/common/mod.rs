@@ -105,6 +105,40 @@ pub async fn counting_echo_backend(name: &'static str) -> (SocketAddr, Arc<Atomi
     (addr, accepted)
 }
 
+/// A backend whose first connection answers one request and then drops the connection when
+/// the next request arrives (like a server whose idle timeout strikes just as a request is
+/// written). Later connections answer everything, with `x-connection: <n>`.
+pub async fn closes_first_connection_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for connection in 1usize.. {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let served = Arc::new(AtomicUsize::new(0));
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: Request<Incoming>| {
+                    let served = served.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if connection == 1 && served >= 1 {
+                            return Err("closing instead of answering");
+                        }
+                        Ok(Response::builder()
+                            .header("x-connection", connection.to_string())
+                            .body(Full::new(Bytes::from_static(b"ok")))
+                            .unwrap())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 /// A backend that sends a response head and the first bytes of a longer body, then stalls.
 pub async fn stalling_backend() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -158,6 +158,7 @@ impl Pool {
         policy: &RoutePolicy,
         progress: Option<&SendProgress>,
     ) -> Result<(Response<Incoming>, PooledConnection), UpstreamError> {
+        let mut replayed = false;
         loop {
             let (mut conn, reused) = match self.checkout(upstream).await {
                 Some((conn, idle_for)) => (conn, Some(idle_for)),
@@ -174,7 +175,9 @@ impl Pool {
                 },
             };
             let replay = match reused {
-                Some(idle_for) if idle_for >= REPLAY_AFTER_IDLE => replayable(&request),
+                Some(idle_for) if idle_for >= REPLAY_AFTER_IDLE && !replayed => {
+                    replayable(&request)
+                }
                 _ => None,
             };
             let exchange = conn.sender.try_send_request(request);
@@ -187,7 +190,7 @@ impl Pool {
                     (_, Some(copy)) => {
                         tracing::debug!(%upstream, error = %failed.error(), "replaying an idempotent request on a new connection");
                         request = copy;
-                        // Once only: the next attempt uses a fresh connection.
+                        replayed = true;
                         self.forget(upstream);
                     }
                     _ => return Err(UpstreamError::Exchange(failed.into_error())),

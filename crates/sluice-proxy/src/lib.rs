@@ -17,6 +17,9 @@
 //! - Upstream: HTTP/1.1 with pooled keep-alive connections per endpoint. Connect timeout from the
 //!   route's policy; send timeout between chunks of the client's body while it is being sent;
 //!   read timeout to the response head (after the body is sent) and between response chunks.
+//!   A failed connect moves on to the next endpoint (up to 3 tries, never more than the backend
+//!   has); an idempotent body-less request is replayed once on a fresh connection when a pooled
+//!   connection idle for a second or more turns out to have been closed by the upstream.
 //! - Headers: hop-by-hop headers are dropped both ways; `X-Forwarded-For` and `X-Real-IP` are the
 //!   peer address (client-supplied values are replaced, nothing in front is trusted yet);
 //!   `X-Request-ID` is kept or generated; `Proxy` and `Expect` are dropped.

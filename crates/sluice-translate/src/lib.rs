@@ -5,8 +5,9 @@
 //! a bad path of one) is reported and skipped without touching the others.
 //!
 //! Choices worth knowing (routing.md has the reasons):
-//! - Precedence is ingress-nginx's: oldest `creationTimestamp` first; at equal (or absent)
-//!   timestamps the greater `namespace/name` first. The first Ingress naming a host owns it: its
+//! - Precedence is ingress-nginx's: oldest `creationTimestamp` first; at equal timestamps the
+//!   greater `namespace/name` first; Ingresses without a timestamp (usual in manifest files) after
+//!   all others, in ascending `namespace/name` order. The first Ingress naming a host owns it: its
 //!   `spec.defaultBackend` is that host's fallback. The oldest Ingress without rules is the
 //!   catch-all of the default server. Same host + path + pathType: the first wins, later ones
 //!   get a warning naming the winner.
@@ -21,6 +22,7 @@
 //! - Canary Ingresses are left out until canary routing exists (no problem is reported).
 
 mod annotations;
+mod backend_problems;
 mod build;
 mod certs;
 mod class;
@@ -30,6 +32,7 @@ mod names;
 mod validity;
 mod values;
 
+pub use backend_problems::backend_problems;
 pub use endpoints::{refresh_endpoints, resolve_endpoints};
 
 use sluice_model::{Problem, Snapshot};

@@ -5,7 +5,7 @@ use sluice_admin::{ApplyReport, RuntimeState};
 use sluice_model::Problem;
 use sluice_source::SourceUpdate;
 use sluice_store::KindRevisions;
-use sluice_translate::{TranslateOptions, refresh_endpoints, translate};
+use sluice_translate::{TranslateOptions, backend_problems, refresh_endpoints, translate};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -62,12 +62,13 @@ impl Applier {
         }
         self.applied_revisions = Some(revisions);
 
-        let problems: Vec<Problem> = update
+        let mut problems: Vec<Problem> = update
             .problems
             .iter()
             .chain(&self.translation_problems)
             .cloned()
             .collect();
+        problems.extend(backend_problems(&self.state.snapshot.load()));
         self.log_new_problems(&problems);
         self.state.report.store(Arc::new(ApplyReport {
             applied_at: SystemTime::now(),

@@ -142,6 +142,17 @@ async fn bad_objects_are_quarantined_and_reported() {
         .expect("GET missing.test/gone");
     assert!(!r.body.trim().is_empty(), "503 needs a body saying why");
     assert_eq!(gw.backend_of("missing.test", "/here").await, "good");
+    let p = problems
+        .iter()
+        .find(|p| is_object(p, "Ingress", "missing"))
+        .unwrap_or_else(|| panic!("no problem reported for the missing Service: {problems:#?}"));
+    assert_eq!(p["severity"], "warning", "{p}");
+    assert!(
+        p["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no-such-service") && r.contains("503")),
+        "{p}"
+    );
 
     // Garbage PEM: reported, and the host is served over TLS with the default (fake) certificate.
     let p = problems

@@ -1,0 +1,103 @@
+//! Routes whose Service is missing answer 503; say so where users look for problems. Computed from
+//! the snapshot, not the store, so it stays true after endpoint-only updates too.
+
+use sluice_model::{Endpoints, Problem, Route, Snapshot, Unavailable};
+use std::collections::BTreeSet;
+
+/// A warning per (Ingress, backend) whose Service or Service port does not exist.
+pub fn backend_problems(snapshot: &Snapshot) -> Vec<Problem> {
+    let mut seen = BTreeSet::new();
+    let mut problems = Vec::new();
+    let routes = snapshot
+        .hosts
+        .iter()
+        .flat_map(|vhost| vhost.routes.iter().chain(vhost.fallback.as_ref()));
+    for route in routes {
+        let Some(reason) = unavailable_reason(route) else {
+            continue;
+        };
+        let slot = route.backend();
+        if seen.insert(((*route.ingress).clone(), slot.key.clone())) {
+            problems.push(Problem::warning((*route.ingress).clone(), reason));
+        }
+    }
+    problems
+}
+
+fn unavailable_reason(route: &Route) -> Option<String> {
+    let slot = route.backend();
+    let key = &slot.key;
+    match slot.endpoints().as_ref() {
+        Endpoints::Unavailable(Unavailable::NoService) => Some(format!(
+            "Service {}/{} does not exist: its paths answer 503 until it is created \
+             (check the name in spec.rules[].http.paths[].backend.service)",
+            key.namespace, key.service
+        )),
+        Endpoints::Unavailable(Unavailable::NoServicePort) => Some(format!(
+            "Service {}/{} has no port {}: its paths answer 503 (name or number the port as the \
+             Service's spec.ports lists it)",
+            key.namespace, key.service, key.port
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_model::{
+        BackendKey, BackendSlot, HostTable, ObjectKind, ObjectRef, PathMatch, RoutePolicy,
+        RouteTarget, ServicePortRef, Upstream, VirtualHost,
+    };
+    use std::sync::Arc;
+
+    fn route(service: &str, endpoints: Endpoints) -> Route {
+        let key = BackendKey {
+            namespace: "shop".into(),
+            service: service.into(),
+            port: ServicePortRef::Number(80),
+        };
+        Route {
+            path: PathMatch::prefix("/"),
+            target: RouteTarget::Backend(Arc::new(BackendSlot::new(key, endpoints))),
+            policy: Arc::new(RoutePolicy::default()),
+            ingress: Arc::new(ObjectRef::new(ObjectKind::Ingress, "shop", "web")),
+        }
+    }
+
+    #[test]
+    fn missing_services_are_warned_once_and_healthy_ones_not_at_all() {
+        let missing = route("gone", Endpoints::Unavailable(Unavailable::NoService));
+        let mut hosts = HostTable::default();
+        hosts.insert(Arc::new(VirtualHost {
+            name: "a.test".into(),
+            routes: vec![
+                missing.clone(),
+                missing,
+                route(
+                    "ok",
+                    Endpoints::Ready(vec![Upstream::Dns {
+                        host: "x".into(),
+                        port: 80,
+                    }]),
+                ),
+                route(
+                    "idle",
+                    Endpoints::Unavailable(Unavailable::NoReadyEndpoints),
+                ),
+            ],
+            ..Default::default()
+        }));
+        let snapshot = Snapshot {
+            hosts,
+            ..Default::default()
+        };
+        let problems = backend_problems(&snapshot);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0]
+                .reason
+                .contains("Service shop/gone does not exist")
+        );
+    }
+}

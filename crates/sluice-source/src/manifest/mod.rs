@@ -1,5 +1,14 @@
 //! The manifest directory: every `*.yaml`, `*.yml` and `*.json` file below a directory, read
 //! into the object store and kept in step with the directory while it changes.
+//!
+//! - Files hold YAML streams (`---`), JSON values, and `List`s; every object keeps the file and
+//!   line its document starts on.
+//! - A file with a document that cannot be read (bad YAML or JSON, an invalid object) is
+//!   reported, and the objects it last defined stay exactly as they were until it reads
+//!   cleanly again; a new file that was never read cleanly contributes its good documents.
+//! - A deleted file takes its objects with it. An object defined in two files comes from the
+//!   later path in sorted order, with a warning naming both places.
+//! - The store is updated object by object, so only the kinds that changed get a new revision.
 
 mod locate;
 mod parse;

@@ -246,3 +246,55 @@ fn fingerprint(bytes: &[u8]) -> u64 {
     bytes.hash(&mut hasher);
     hasher.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    const INGRESS: &str =
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\nspec: {}\n";
+
+    fn service(port: u16) -> String {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: {port}\n"
+        )
+    }
+
+    #[test]
+    fn only_real_changes_move_revisions_and_only_of_their_kind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("app.yaml");
+        fs::write(&file, format!("{INGRESS}---\n{}", service(80))).unwrap();
+        let mut state = DirectoryState::new(tmp.path().to_path_buf());
+        state.rescan().unwrap();
+        let first = state.store().revisions();
+
+        state.rescan().unwrap();
+        assert_eq!(state.store().revisions(), first, "nothing changed");
+
+        // A comment after the last document changes the file but no object or line.
+        fs::write(&file, format!("{INGRESS}---\n{}# note\n", service(80))).unwrap();
+        state.rescan().unwrap();
+        assert_eq!(state.store().revisions(), first, "a comment is no change");
+
+        fs::write(&file, format!("{INGRESS}---\n{}", service(81))).unwrap();
+        state.rescan().unwrap();
+        let second = state.store().revisions();
+        assert_eq!(second.ingress, first.ingress);
+        assert_eq!(second.service, first.service + 1);
+
+        fs::write(
+            &file,
+            format!("# moved down\n{INGRESS}---\n{}", service(81)),
+        )
+        .unwrap();
+        state.rescan().unwrap();
+        let third = state.store().revisions();
+        assert_eq!(
+            third.ingress,
+            second.ingress + 1,
+            "a new line number is a change: problems must point at the right line"
+        );
+    }
+}

@@ -28,6 +28,7 @@ mkdir -p "$(dirname "$bin_dir")"
 # leaves a bin directory that the check above would take for complete.
 scratch="$(mktemp -d "$(dirname "$bin_dir")/bin.partial.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
+chmod 755 "$scratch"
 
 # The apiserver reports this as its /version; without it clients would see v0.0.0-master.
 major="${KUBE_VERSION#v}"; major="${major%%.*}"

@@ -49,14 +49,26 @@ cleanup_on_failure() {
 }
 trap cleanup_on_failure EXIT
 
-# A port nothing listens on now. Another process may still take it before we bind it;
-# that shows up as a start failure with the log tail printed, and a retry picks new ports.
-free_port() {
-    local port
+# A port that no socket on this machine uses now (listening or connected) and that this script
+# has not handed out already. It is taken below the kernel's ephemeral range, so outgoing
+# connections opened meanwhile cannot claim it; another process may still bind it first, which
+# shows up as a start failure with the log tail printed, and a retry picks new ports.
+# Sets $port (no subshell, so $taken_ports accumulates).
+taken_ports=" "
+read -r ephemeral_low _ 2>/dev/null </proc/sys/net/ipv4/ip_local_port_range || ephemeral_low=32768
+(( ephemeral_low > 12000 )) || ephemeral_low=32768
+port_in_use() {
+    if command -v ss >/dev/null 2>&1; then
+        [[ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]]
+    else
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
+pick_free_port() {
     for _ in $(seq 1 100); do
-        port=$(( 20000 + RANDOM % 40000 ))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
+        port=$(( 10000 + RANDOM % (ephemeral_low - 10000) ))
+        if [[ "$taken_ports" != *" $port "* ]] && ! port_in_use "$port"; then
+            taken_ports+="$port "
             return 0
         fi
     done
@@ -85,15 +97,30 @@ wait_until() {
     done
 }
 
-etcd_port="${KUBE_FIXTURE_ETCD_PORT:-$(free_port)}"
-etcd_peer_port="${KUBE_FIXTURE_ETCD_PEER_PORT:-$(free_port)}"
-api_port="${KUBE_FIXTURE_APISERVER_PORT:-$(free_port)}"
+# Sets $port to the preset from the environment if there is one, else to a free port.
+port_or_free() {
+    if [[ -n "$1" ]]; then
+        port="$1"
+        taken_ports+="$port "
+    else
+        pick_free_port
+    fi
+}
+port_or_free "${KUBE_FIXTURE_ETCD_PORT:-}"
+etcd_port="$port"
+port_or_free "${KUBE_FIXTURE_ETCD_PEER_PORT:-}"
+etcd_peer_port="$port"
+port_or_free "${KUBE_FIXTURE_APISERVER_PORT:-}"
+api_port="$port"
 url="https://127.0.0.1:$api_port"
 
 # --- certificates and keys (ECDSA P-256: fast to generate, accepted everywhere needed) ---
 pki="$dir/pki"
 mkdir -p "$pki"
-openssl_quiet() { openssl "$@" 2>/dev/null; }
+openssl_quiet() {
+    local out
+    out="$(openssl "$@" 2>&1)" || { echo "start.sh: openssl $1 failed: $out" >&2; return 1; }
+}
 openssl_quiet ecparam -name prime256v1 -genkey -noout -out "$pki/ca.key"
 openssl_quiet req -x509 -new -key "$pki/ca.key" -sha256 -days 3650 \
     -subj "/CN=sluice-test-ca" -out "$pki/ca.crt"
@@ -101,7 +128,7 @@ openssl_quiet ecparam -name prime256v1 -genkey -noout -out "$pki/apiserver.key"
 openssl_quiet req -new -key "$pki/apiserver.key" -subj "/CN=kube-apiserver" -out "$pki/apiserver.csr"
 cat >"$pki/apiserver.ext" <<'EOF'
 basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
+keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
 subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 EOF
@@ -128,6 +155,7 @@ chmod 600 "$pki"/*.key "$pki/tokens.csv" "$dir"/*.token
 
 # --- etcd ---
 mkdir -p "$dir/etcd"
+chmod 700 "$dir/etcd"
 # --unsafe-no-fsync: the data is thrown away after the test; fsync only slows a noisy machine.
 "$bin_dir/etcd" \
     --name sluice-test \

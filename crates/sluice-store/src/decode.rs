@@ -1,5 +1,6 @@
 //! From an untyped manifest document to a typed object.
 
+use crate::checksum::{CHECKSUM_API_VERSION, IngressCheckSum, SecretCheckSum};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -18,6 +19,8 @@ pub enum StoredObject {
     Endpoints(Endpoints),
     Secret(Secret),
     ConfigMap(ConfigMap),
+    IngressCheckSum(IngressCheckSum),
+    SecretCheckSum(SecretCheckSum),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,12 @@ impl StoredObject {
             ("discovery.k8s.io/v1", "EndpointSlice") => {
                 StoredObject::EndpointSlice(serde_json::from_value(value).map_err(schema)?)
             }
+            (CHECKSUM_API_VERSION, "IngressCheckSum") => {
+                StoredObject::IngressCheckSum(serde_json::from_value(value).map_err(schema)?)
+            }
+            (CHECKSUM_API_VERSION, "SecretCheckSum") => {
+                StoredObject::SecretCheckSum(serde_json::from_value(value).map_err(schema)?)
+            }
             _ => return Ok(None),
         };
         Ok(Some(obj))
@@ -94,6 +103,8 @@ impl StoredObject {
             StoredObject::Endpoints(_) => ObjectKind::Endpoints,
             StoredObject::Secret(_) => ObjectKind::Secret,
             StoredObject::ConfigMap(_) => ObjectKind::ConfigMap,
+            StoredObject::IngressCheckSum(_) => ObjectKind::IngressCheckSum,
+            StoredObject::SecretCheckSum(_) => ObjectKind::SecretCheckSum,
         }
     }
 
@@ -106,6 +117,8 @@ impl StoredObject {
             StoredObject::Endpoints(o) => &o.metadata,
             StoredObject::Secret(o) => &o.metadata,
             StoredObject::ConfigMap(o) => &o.metadata,
+            StoredObject::IngressCheckSum(o) => &o.metadata,
+            StoredObject::SecretCheckSum(o) => &o.metadata,
         }
     }
 }

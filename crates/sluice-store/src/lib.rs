@@ -5,9 +5,14 @@
 //! translation reads that clone. Every kind has a revision counter so the reader can tell which
 //! kinds changed (endpoint-only changes skip the route rebuild).
 
+mod checksum;
 mod decode;
 mod store;
 
+pub use checksum::{
+    CHECKSUM_API_VERSION, CHECKSUM_GROUP, CHECKSUM_VERSION, CheckSumSpec, IngressCheckSum,
+    SecretCheckSum,
+};
 pub use decode::{DecodeError, StoredObject};
 pub use store::{KindRevisions, NamespacedName, ObjectStore, Stored};
 

@@ -1,5 +1,6 @@
 //! The object store proper.
 
+use crate::checksum::{IngressCheckSum, SecretCheckSum};
 use crate::decode::StoredObject;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -76,6 +77,8 @@ pub struct KindRevisions {
     pub endpoints: u64,
     pub secret: u64,
     pub config_map: u64,
+    pub ingress_checksum: u64,
+    pub secret_checksum: u64,
 }
 
 impl KindRevisions {
@@ -88,18 +91,22 @@ impl KindRevisions {
             ObjectKind::Endpoints => &mut self.endpoints,
             ObjectKind::Secret => &mut self.secret,
             ObjectKind::ConfigMap => &mut self.config_map,
-            ObjectKind::IngressCheckSum | ObjectKind::SecretCheckSum => return,
+            ObjectKind::IngressCheckSum => &mut self.ingress_checksum,
+            ObjectKind::SecretCheckSum => &mut self.secret_checksum,
         };
         *counter += 1;
     }
 
     /// True when everything that changed since `before` only moves endpoints (Services,
-    /// EndpointSlices, Endpoints), so routes need not be rebuilt.
+    /// EndpointSlices, Endpoints), so routes need not be rebuilt. A checksum object change counts
+    /// as a route change: it may release held Ingress or Secret changes.
     pub fn only_endpoints_changed_since(&self, before: &KindRevisions) -> bool {
         self.ingress == before.ingress
             && self.ingress_class == before.ingress_class
             && self.secret == before.secret
             && self.config_map == before.config_map
+            && self.ingress_checksum == before.ingress_checksum
+            && self.secret_checksum == before.secret_checksum
     }
 }
 
@@ -114,6 +121,9 @@ pub struct ObjectStore {
     pub endpoints: BTreeMap<NamespacedName, Stored<Endpoints>>,
     pub secrets: BTreeMap<NamespacedName, Stored<Secret>>,
     pub config_maps: BTreeMap<NamespacedName, Stored<ConfigMap>>,
+    /// Tengine-Ingress checksum objects (`tengine.taobao.org/v1`).
+    pub ingress_checksums: BTreeMap<NamespacedName, Stored<IngressCheckSum>>,
+    pub secret_checksums: BTreeMap<NamespacedName, Stored<SecretCheckSum>>,
     /// Service `namespace/name` -> names of its EndpointSlices (label
     /// `kubernetes.io/service-name`).
     slices_by_service: BTreeMap<NamespacedName, BTreeSet<String>>,
@@ -191,6 +201,15 @@ impl ObjectStore {
                 o.metadata.namespace = Some(key.namespace.clone());
                 self.config_maps.insert(key.clone(), stored(o, origin));
             }
+            StoredObject::IngressCheckSum(mut o) => {
+                o.metadata.namespace = Some(key.namespace.clone());
+                self.ingress_checksums
+                    .insert(key.clone(), stored(o, origin));
+            }
+            StoredObject::SecretCheckSum(mut o) => {
+                o.metadata.namespace = Some(key.namespace.clone());
+                self.secret_checksums.insert(key.clone(), stored(o, origin));
+            }
         }
         key
     }
@@ -208,7 +227,8 @@ impl ObjectStore {
             ObjectKind::Endpoints => self.endpoints.remove(key).is_some(),
             ObjectKind::Secret => self.secrets.remove(key).is_some(),
             ObjectKind::ConfigMap => self.config_maps.remove(key).is_some(),
-            ObjectKind::IngressCheckSum | ObjectKind::SecretCheckSum => false,
+            ObjectKind::IngressCheckSum => self.ingress_checksums.remove(key).is_some(),
+            ObjectKind::SecretCheckSum => self.secret_checksums.remove(key).is_some(),
         };
         if removed {
             self.revisions.bump(kind);
@@ -241,6 +261,8 @@ impl ObjectStore {
             && self.endpoints.is_empty()
             && self.secrets.is_empty()
             && self.config_maps.is_empty()
+            && self.ingress_checksums.is_empty()
+            && self.secret_checksums.is_empty()
     }
 
     fn unindex_slice(&mut self, key: &NamespacedName) {
@@ -334,6 +356,29 @@ mod tests {
             "kind": "Ingress", "metadata": {"name": "x"}, "spec": {"rules": "nope"}}))
         .unwrap_err();
         assert!(err.to_string().contains("Ingress x"), "{err}");
+    }
+
+    #[test]
+    fn checksum_objects_are_stored_and_move_their_own_revision() {
+        let mut store = ObjectStore::new();
+        let before = store.revisions();
+        let key = store.upsert(
+            decode(json!({"apiVersion": "tengine.taobao.org/v1", "kind": "SecretCheckSum",
+                "metadata": {"name": "sec-1"}, "spec": {"checksum": "d41d8cd98f00b204e9800998ecf8427e"}})),
+            Origin::ApiServer,
+        );
+        assert_eq!(key, NamespacedName::new("default", "sec-1"));
+        assert_eq!(
+            store.secret_checksums[&key].object.spec.checksum.as_deref(),
+            Some("d41d8cd98f00b204e9800998ecf8427e")
+        );
+        assert_eq!(
+            store.revisions().secret_checksum,
+            before.secret_checksum + 1
+        );
+        assert!(!store.revisions().only_endpoints_changed_since(&before));
+        assert!(store.remove(ObjectKind::SecretCheckSum, &key));
+        assert!(store.is_empty());
     }
 
     #[test]

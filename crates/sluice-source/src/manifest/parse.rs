@@ -275,6 +275,8 @@ fn read_kind(kind: &str) -> Option<ObjectKind> {
         "Endpoints" => ObjectKind::Endpoints,
         "Secret" => ObjectKind::Secret,
         "ConfigMap" => ObjectKind::ConfigMap,
+        "IngressCheckSum" => ObjectKind::IngressCheckSum,
+        "SecretCheckSum" => ObjectKind::SecretCheckSum,
         _ => return None,
     })
 }

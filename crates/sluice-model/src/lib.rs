@@ -4,6 +4,7 @@
 //! swapped on its own so that an endpoint change never rebuilds routes). No async, no I/O.
 
 pub mod backend;
+pub mod canary;
 pub mod host;
 pub mod object;
 pub mod path;
@@ -14,6 +15,10 @@ pub mod snapshot;
 pub mod tls;
 
 pub use backend::{BackendKey, BackendSlot, Endpoints, ServicePortRef, Unavailable, Upstream};
+pub use canary::{
+    ActionValue, Canary, CanaryActions, CanaryRoute, CanaryRule, CanaryTarget, HeaderAction, ModOp,
+    QueryAction, ValueMatch, Variable, Verdict,
+};
 pub use host::{HostTable, VirtualHost};
 pub use object::{ObjectKind, ObjectRef, Origin};
 pub use path::{PathKind, PathMatch};

@@ -1,6 +1,7 @@
 //! A route: a path matcher of one host and what to do with the requests it matches.
 
 use crate::backend::BackendSlot;
+use crate::canary::CanaryRoute;
 use crate::object::ObjectRef;
 use crate::path::PathMatch;
 use crate::policy::RoutePolicy;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 pub enum RouteTarget {
     /// Proxy to a Service's endpoints.
     Backend(Arc<BackendSlot>),
+    /// A primary backend with canaries that may take the request instead.
+    Canaries(Arc<CanaryRoute>),
 }
 
 #[derive(Debug, Clone)]
@@ -23,9 +26,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// The primary backend (canaries aside).
     pub fn backend(&self) -> &Arc<BackendSlot> {
         match &self.target {
             RouteTarget::Backend(slot) => slot,
+            RouteTarget::Canaries(canaries) => &canaries.primary,
         }
     }
 }

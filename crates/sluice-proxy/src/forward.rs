@@ -40,6 +40,11 @@ impl ConnectionInfo {
         }
     }
 
+    /// The client's IP address as sent upstream (`X-Real-IP`).
+    pub(crate) fn client_ip(&self) -> &HeaderValue {
+        &self.client_ip
+    }
+
     fn proto(&self) -> HeaderValue {
         HeaderValue::from_static(if self.tls { "https" } else { "http" })
     }

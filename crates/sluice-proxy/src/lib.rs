@@ -27,6 +27,7 @@
 //!   not waited for at shutdown; HTTP requests are, up to `drain_timeout`.
 
 mod body;
+mod canary;
 mod forward;
 mod listener;
 mod reply;

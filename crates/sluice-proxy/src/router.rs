@@ -1,6 +1,7 @@
 //! One request: find its route in the current snapshot, then redirect, refuse or proxy it.
 
 use crate::body::{RequestBody, ResponseBody, SendProgress, UpstreamBody};
+use crate::canary;
 use crate::forward::{self, ConnectionInfo};
 use crate::reply::{self, SERVER_NAME};
 use crate::upstream::{Pool, PooledConnection};
@@ -11,7 +12,9 @@ use http_body::Body;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use sluice_model::{BackendSlot, GlobalOptions, HostTable, RoutePolicy, Snapshot, Unavailable};
+use sluice_model::{
+    BackendSlot, CanaryTarget, GlobalOptions, HostTable, RoutePolicy, Snapshot, Unavailable,
+};
 use std::sync::Arc;
 
 /// ingress-nginx's `no-tls-redirect-locations` default: ACME http-01 challenges must reach the
@@ -33,6 +36,8 @@ pub(crate) struct Router {
 struct Matched {
     backend: Arc<BackendSlot>,
     policy: Arc<RoutePolicy>,
+    /// The canary that took the request (its backend is `backend`); `None` for the primary.
+    canary: Option<Arc<CanaryTarget>>,
 }
 
 impl Router {
@@ -67,9 +72,13 @@ impl Router {
             } else {
                 None
             };
-            let matched = vhost.find(path).map(|route| Matched {
-                backend: route.backend().clone(),
-                policy: route.policy.clone(),
+            let matched = vhost.find(path).map(|route| {
+                let (backend, canary) = canary::choose(route, request.headers(), request.uri());
+                Matched {
+                    backend,
+                    policy: route.policy.clone(),
+                    canary,
+                }
             });
             let redirect = match &matched {
                 // Without a host there is nowhere to redirect to.
@@ -125,7 +134,11 @@ impl Router {
         conn: &ConnectionInfo,
         matched: Matched,
     ) -> Response<ResponseBody> {
-        let Matched { backend, policy } = matched;
+        let Matched {
+            backend,
+            policy,
+            canary,
+        } = matched;
         let mut upstream = match backend.pick() {
             Ok(upstream) => upstream,
             Err(why) => return unavailable(&backend, &why),
@@ -141,6 +154,11 @@ impl Router {
             parts.uri = origin_form(&parts.uri);
         }
         parts.version = Version::HTTP_11;
+        let canary_vars = canary.as_ref().map(|c| {
+            let vars = canary::Variables::of(&parts.headers, conn);
+            canary::apply_request(&c.actions, &mut parts, &vars);
+            vars
+        });
         let progress = (!body.is_end_stream()).then(|| Arc::new(SendProgress::new()));
         let upstream_request = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
 
@@ -198,11 +216,17 @@ impl Router {
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade, connection));
             let (mut parts, _) = response.into_parts();
             forward::to_client(&mut parts.headers, true);
+            if let (Some(c), Some(vars)) = (&canary, &canary_vars) {
+                canary::apply_response(&c.actions, &mut parts.headers, vars);
+            }
             finish_head(&mut parts, client_version);
             return Response::from_parts(parts, ResponseBody::empty());
         }
         let (mut parts, body) = response.into_parts();
         forward::to_client(&mut parts.headers, false);
+        if let (Some(c), Some(vars)) = (&canary, &canary_vars) {
+            canary::apply_response(&c.actions, &mut parts.headers, vars);
+        }
         finish_head(&mut parts, client_version);
         let connection = if body.is_end_stream() {
             connection.release();

@@ -2,6 +2,7 @@
 //! and certificates.
 
 use crate::annotations::{IngressAnnotations, parse_annotations};
+use crate::canary::{self, CanaryIngress, PrimarySites};
 use crate::certs::load_server_cert;
 use crate::class::is_ours;
 use crate::endpoints::resolve_endpoints;
@@ -10,8 +11,8 @@ use crate::names::{PathError, compile_path, normalize_host};
 use crate::{TranslateOptions, Translation};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use sluice_model::{
-    BackendKey, BackendSlot, CertSet, CertStore, GlobalOptions, HostTable, ObjectKind, ObjectRef,
-    Origin, PathKind, PathMatch, Problem, Route, RoutePolicy, RouteTarget, ServerCert,
+    BackendKey, BackendSlot, CanaryRoute, CertSet, CertStore, GlobalOptions, HostTable, ObjectKind,
+    ObjectRef, Origin, PathKind, PathMatch, Problem, Route, RoutePolicy, RouteTarget, ServerCert,
     ServicePortRef, Snapshot, VirtualHost,
 };
 use sluice_store::{NamespacedName, ObjectStore, Stored};
@@ -28,6 +29,9 @@ pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
             accepted.push(ctx);
         }
     }
+    // Canaries are never routes of their own: they attach to primaries once all are known.
+    let (canaries, accepted): (Vec<_>, Vec<_>) =
+        accepted.into_iter().partition(|ctx| ctx.annotations.canary);
 
     let mut builder = Builder {
         store,
@@ -41,11 +45,13 @@ pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
         certs: BTreeMap::new(),
         secrets: HashMap::new(),
         backends: BTreeMap::new(),
+        canary_sites: PrimarySites::default(),
         problems,
     };
     for ctx in &accepted {
         builder.add_ingress(ctx);
     }
+    builder.add_canaries(&canaries);
     let default_cert = builder.default_certificate(opts.default_ssl_certificate.as_ref());
     builder.finish(globals, default_cert)
 }
@@ -104,7 +110,7 @@ impl IngressCtx<'_> {
 }
 
 /// Parses the annotations; a malformed one rejects the whole Ingress, since it cannot be served
-/// as the user meant. Canaries are left out for now: they are only ever merged into a primary.
+/// as the user meant.
 fn accept<'a>(
     key: &'a NamespacedName,
     stored: &'a Stored<Ingress>,
@@ -129,7 +135,6 @@ fn accept<'a>(
             }
             None
         }
-        Ok(annotations) if annotations.canary => None,
         Ok(annotations) => Some(IngressCtx {
             ingress: &stored.object,
             namespace: &key.namespace,
@@ -199,6 +204,8 @@ struct Builder<'a> {
     /// Each Secret is parsed once per translation, however many Ingresses name it.
     secrets: HashMap<NamespacedName, Result<ServerCert, String>>,
     backends: BTreeMap<BackendKey, Arc<BackendSlot>>,
+    /// Primary routes by host, pathType and path, for canaries to find.
+    canary_sites: PrimarySites,
     problems: Vec<Problem>,
 }
 
@@ -331,6 +338,50 @@ impl Builder<'_> {
         entry.claimed.insert(claim, ctx.object.clone());
         let slot = shared_slot(&mut self.backends, self.store, backend);
         entry.routes.push(route(ctx, matcher, slot));
+        self.canary_sites.record(
+            host,
+            &path.path_type,
+            text,
+            entry.routes.len() - 1,
+            &ctx.object,
+            ctx.origin,
+            ctx.ingress.metadata.annotations.as_ref(),
+        );
+    }
+
+    /// Gives each primary route the canaries that name its host, path and pathType.
+    fn add_canaries(&mut self, canaries: &[IngressCtx<'_>]) {
+        let inputs: Vec<CanaryIngress<'_>> = canaries
+            .iter()
+            .map(|ctx| CanaryIngress {
+                ingress: ctx.ingress,
+                namespace: ctx.namespace,
+                object: ctx.object.clone(),
+                origin: ctx.origin,
+            })
+            .collect();
+        let (store, backends) = (self.store, &mut self.backends);
+        let attached = canary::attach(
+            std::mem::take(&mut self.canary_sites),
+            &inputs,
+            backend_key,
+            |key| shared_slot(backends, store, key),
+            &mut self.problems,
+        );
+        for a in attached {
+            let Some(route) = self
+                .hosts
+                .get_mut(&a.host)
+                .and_then(|h| h.routes.get_mut(a.route_index))
+            else {
+                continue;
+            };
+            route.target = RouteTarget::Canaries(Arc::new(CanaryRoute {
+                primary: route.backend().clone(),
+                canaries: a.canaries,
+                weight_total: a.weight_total,
+            }));
+        }
     }
 
     fn add_default_backend(

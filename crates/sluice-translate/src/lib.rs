@@ -19,11 +19,13 @@
 //!   routing (and stay TLS hosts) with the default certificate.
 //! - A host listed with several Secrets gets one certificate per key algorithm (dual ECDSA +
 //!   RSA); for the same algorithm the first (oldest) wins.
-//! - Canary Ingresses are left out until canary routing exists (no problem is reported).
+//! - Canary Ingresses attach to the primary route with the same host, path and pathType (see
+//!   the `canary` module for the rules and limits).
 
 mod annotations;
 mod backend_problems;
 mod build;
+mod canary;
 mod certs;
 mod class;
 mod endpoints;

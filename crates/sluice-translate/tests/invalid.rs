@@ -129,8 +129,12 @@ fn annotations_shape_the_route_policy() {
     assert_eq!(policy.send_timeout, Duration::from_secs(60));
     assert!(!policy.ssl_redirect);
     assert!(policy.force_ssl_redirect);
-    // The canary is skipped silently (merged into primaries by a later feature).
+    // The canary joins the primary's route (no route of its own) and keeps the primary's policy.
     assert_eq!(vhost.routes.len(), 1);
+    assert!(matches!(
+        vhost.routes[0].target,
+        sluice_model::RouteTarget::Canaries(_)
+    ));
     assert!(problems_of(&t.problems, "canary").is_empty());
     assert!(problems_of(&t.problems, "tuned").is_empty());
 }

@@ -35,6 +35,7 @@ mod validity;
 mod values;
 
 pub use backend_problems::backend_problems;
+pub use class::is_ours;
 pub use endpoints::{refresh_endpoints, resolve_endpoints};
 
 use sluice_model::{Problem, Snapshot};

@@ -74,6 +74,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub selection: SelectionArgs,
 
+    #[command(flatten)]
+    pub kubernetes: crate::kubernetes::KubernetesArgs,
+
     /// Data-plane threads (default: number of CPUs).
     #[arg(long, env = "SLUICE_WORKERS")]
     pub workers: Option<usize>,

@@ -5,6 +5,7 @@ mod apply;
 mod check;
 mod cli;
 mod demo_backend;
+mod kubernetes;
 mod listeners;
 mod selection;
 mod serve;

@@ -32,9 +32,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let dir = args.manifests.clone().ok_or_else(|| {
-        anyhow!("nothing to serve: pass --manifests DIR (a directory of Kubernetes manifests)")
-    })?;
     let options = translate_options(&args.selection)?;
 
     let http = args
@@ -52,14 +49,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let state = Arc::new(RuntimeState::new(snapshot.clone()));
 
-    let source = ManifestSource::load(&dir)
-        .with_context(|| format!("cannot read manifest directory {}", dir.display()))?;
-    let (updates_tx, updates_rx) = watch::channel(source.update());
-    let mut applier = Applier::new(options, state.clone());
-    applier.apply(&updates_rx.borrow());
-    state.mark_ready();
-    tokio::spawn(source.watch(updates_tx));
-    tokio::spawn(applier.run(updates_rx));
+    // Up before the first configuration: in Kubernetes mode /readyz answers 503 during the sync.
+    let stop_admin = CancellationToken::new();
+    let admin_task = tokio::spawn(serve_admin(admin, state.clone(), stop_admin.clone()));
+
+    let kubernetes = if args.kubernetes.kubernetes {
+        if args.manifests.is_some() {
+            anyhow::bail!("--manifests and --kubernetes exclude each other: choose one source");
+        }
+        Some(crate::kubernetes::start(&args.kubernetes, options, state.clone()).await?)
+    } else {
+        let dir = args.manifests.clone().ok_or_else(|| {
+            anyhow!(
+                "nothing to serve: pass --manifests DIR (a directory of Kubernetes manifests) or --kubernetes"
+            )
+        })?;
+        let source = ManifestSource::load(&dir)
+            .with_context(|| format!("cannot read manifest directory {}", dir.display()))?;
+        let (updates_tx, updates_rx) = watch::channel(source.update());
+        let mut applier = Applier::new(options, state.clone());
+        applier.apply(&updates_rx.borrow());
+        state.mark_ready();
+        tokio::spawn(source.watch(updates_tx));
+        tokio::spawn(applier.run(updates_rx));
+        None
+    };
 
     let data_plane = DataPlane::new(
         snapshot,
@@ -79,11 +93,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (dp, stop) = (data_plane.clone(), stop_accepting.clone());
         serving.spawn(async move { dp.serve_https(listener, stop).await });
     }
-    let stop_admin = CancellationToken::new();
-    let admin_task = tokio::spawn(serve_admin(admin, state.clone(), stop_admin.clone()));
 
     wait_for_termination().await?;
     state.mark_shutting_down();
+    if let Some(kubernetes) = kubernetes {
+        kubernetes.stop().await;
+    }
     tracing::info!(
         drain_delay = ?args.drain_delay,
         "shutting down: /healthz now answers 500; still serving during the drain delay"

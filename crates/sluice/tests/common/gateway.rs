@@ -26,6 +26,15 @@ impl Gateway {
     /// `sluice serve` on `dir` with every listener on 127.0.0.1:0, two workers, no drain delay
     /// unless `extra` sets one, plus the `extra` flags. Returns once `/readyz` answers 200.
     pub async fn start(dir: &ManifestDir, extra: &[&str]) -> Gateway {
+        let mut args: Vec<&str> = vec!["--manifests", dir.path().to_str().expect("UTF-8 path")];
+        args.extend_from_slice(extra);
+        Gateway::start_with(&args, &[]).await
+    }
+
+    /// `sluice serve` with `args` (the source flags and any others) and extra environment
+    /// variables, every listener on 127.0.0.1:0. Returns once `/readyz` answers 200.
+    pub async fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Gateway {
+        let extra = args;
         let drain_delay: &[&str] = if extra.contains(&"--drain-delay") {
             &[]
         } else {
@@ -33,8 +42,6 @@ impl Gateway {
         };
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("serve")
-            .arg("--manifests")
-            .arg(dir.path())
             .args(["--http-listen", "127.0.0.1:0"])
             .args(["--https-listen", "127.0.0.1:0"])
             .args(["--admin-listen", "127.0.0.1:0"])
@@ -43,6 +50,7 @@ impl Gateway {
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

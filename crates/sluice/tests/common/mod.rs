@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod client;
 pub mod gateway;
+pub mod kube;
 pub mod manifests;
 
 pub use backend::{Backend, refused_port};

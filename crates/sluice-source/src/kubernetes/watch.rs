@@ -1,0 +1,180 @@
+//! One kube-runtime watcher per kind, turned into [`Change`]s for the sync loop.
+//!
+//! The watcher lists, then watches from the list's resourceVersion; on a dropped connection it
+//! watches again from where it was, on 410 Gone it lists again (`Init` .. `InitDone`), and every
+//! error is retried with kube's default exponential backoff (0.8 s up to 30 s). Nothing here
+//! ever clears the store: only a complete new list can remove objects (see the sync loop).
+
+use super::sync::Change;
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event, watcher};
+use serde::de::DeserializeOwned;
+use sluice_model::ObjectKind;
+use sluice_store::{IngressCheckSum, SecretCheckSum, StoredObject};
+use std::fmt::Debug;
+use tokio::sync::mpsc;
+
+/// The kubectl annotation holding a full copy of the object: never read, so not kept.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A kind the sync loop keeps in the store.
+pub(super) trait WatchedKind:
+    kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static
+{
+    const KIND: ObjectKind;
+    /// The resource name for messages and RBAC hints (`ingresses`, `endpointslices.discovery.k8s.io`).
+    const RESOURCE: &'static str;
+    fn into_stored(self) -> StoredObject;
+}
+
+macro_rules! watched_kind {
+    ($ty:ty, $kind:ident, $resource:literal) => {
+        impl WatchedKind for $ty {
+            const KIND: ObjectKind = ObjectKind::$kind;
+            const RESOURCE: &'static str = $resource;
+            fn into_stored(self) -> StoredObject {
+                StoredObject::$kind(self)
+            }
+        }
+    };
+}
+
+watched_kind!(Ingress, Ingress, "ingresses.networking.k8s.io");
+watched_kind!(
+    IngressClass,
+    IngressClass,
+    "ingressclasses.networking.k8s.io"
+);
+watched_kind!(Service, Service, "services");
+watched_kind!(
+    EndpointSlice,
+    EndpointSlice,
+    "endpointslices.discovery.k8s.io"
+);
+watched_kind!(Secret, Secret, "secrets");
+watched_kind!(ConfigMap, ConfigMap, "configmaps");
+watched_kind!(
+    IngressCheckSum,
+    IngressCheckSum,
+    "ingresschecksums.tengine.taobao.org"
+);
+watched_kind!(
+    SecretCheckSum,
+    SecretCheckSum,
+    "secretchecksums.tengine.taobao.org"
+);
+
+/// Whether a kind must exist on the server. An optional kind (a CRD that may not be installed)
+/// whose list answers 404 counts as listed and empty, so the controller still becomes ready;
+/// the watcher keeps retrying and picks the kind up once its CRD is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Presence {
+    Required,
+    Optional,
+}
+
+/// Watches `api` until the sync loop goes away, sending every event to `changes`.
+pub(super) async fn run<K: WatchedKind>(
+    api: Api<K>,
+    config: watcher::Config,
+    presence: Presence,
+    changes: mpsc::Sender<Change>,
+) {
+    let scope = api_scope(&config);
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut failing = false;
+    let mut reported_absent = false;
+    while let Some(item) = stream.next().await {
+        let change = match item {
+            Ok(event) => {
+                if failing {
+                    tracing::info!(kind = %K::KIND, "watch of {} resumed", K::RESOURCE);
+                    failing = false;
+                }
+                match event {
+                    Event::Init => Change::Relisting(K::KIND),
+                    Event::InitApply(object) => Change::Listed(strip(object).into_stored()),
+                    Event::InitDone => Change::RelistDone(K::KIND),
+                    Event::Apply(object) => Change::Applied(strip(object).into_stored()),
+                    Event::Delete(object) => Change::Deleted(object.into_stored()),
+                }
+            }
+            Err(err) if presence == Presence::Optional && is_not_found(&err) => {
+                if !reported_absent {
+                    tracing::info!(
+                        kind = %K::KIND,
+                        "{} are not served by the API server (is the CRD installed?); treating them as none and checking again periodically",
+                        K::RESOURCE
+                    );
+                    reported_absent = true;
+                }
+                Change::Absent(K::KIND)
+            }
+            Err(err) => {
+                if failing {
+                    tracing::debug!(kind = %K::KIND, error = %err, "watch still failing");
+                } else {
+                    tracing::warn!(
+                        kind = %K::KIND,
+                        error = %err,
+                        "cannot list/watch {}{scope}: {}; serving the last configuration and retrying with backoff",
+                        K::RESOURCE,
+                        hint(&err, K::RESOURCE)
+                    );
+                    failing = true;
+                }
+                continue;
+            }
+        };
+        if changes.send(change).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn api_scope(config: &watcher::Config) -> String {
+    match &config.field_selector {
+        Some(fields) => format!(" (fields {fields})"),
+        None => String::new(),
+    }
+}
+
+/// Drops what Sluice never reads but that can be most of an object's size.
+fn strip<K: kube::Resource>(mut object: K) -> K {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+    object
+}
+
+fn api_status(err: &watcher::Error) -> Option<u16> {
+    match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => Some(status.code),
+        watcher::Error::WatchError(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+fn is_not_found(err: &watcher::Error) -> bool {
+    api_status(err) == Some(404)
+}
+
+fn hint(err: &watcher::Error, resource: &str) -> String {
+    match api_status(err) {
+        Some(401) => "the API server does not accept Sluice's credentials; check the ServiceAccount token or --kubeconfig".to_string(),
+        Some(403) => format!(
+            "Sluice's identity may not list/watch {resource}; grant get, list and watch on it in Sluice's ClusterRole (deploy/rbac.yaml)"
+        ),
+        Some(code) => format!("the API server answered {code}"),
+        None => "the API server is unreachable or the connection broke".to_string(),
+    }
+}

@@ -3,6 +3,7 @@
 //! It reads the same snapshot pointer as the data plane and a small report written by the apply
 //! loop; it never blocks traffic.
 
+mod observability;
 mod server;
 mod state;
 mod views;

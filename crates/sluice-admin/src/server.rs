@@ -1,5 +1,6 @@
 //! The admin HTTP server and its small router.
 
+use crate::observability;
 use crate::state::RuntimeState;
 use crate::views::{SnapshotView, routes_of};
 use bytes::Bytes;
@@ -77,13 +78,19 @@ fn route(state: &RuntimeState, req: &Request<Incoming>) -> Response<Full<Bytes>>
             json(&SnapshotView::new(&snapshot, &report))
         }
         "/api/v1/problems" => json(&state.report.load().problems),
+        "/metrics" => observability::metrics(state),
+        "/api/v1/stats" => {
+            let host = query_param(req.uri().query(), "host");
+            observability::stats(state, host.as_deref())
+        }
+        "/" => observability::dashboard(),
         "/api/v1/routes" => {
             let host = query_param(req.uri().query(), "host");
             json(&routes_of(&state.snapshot.load(), host.as_deref()))
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "unknown admin path; try /healthz, /readyz, /api/v1/snapshot, /api/v1/problems, /api/v1/routes?host=H\n",
+            "unknown admin path; try / (dashboard), /healthz, /readyz, /metrics, /api/v1/snapshot, /api/v1/problems, /api/v1/routes?host=H, /api/v1/stats?host=H\n",
         ),
     }
 }
@@ -107,7 +114,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     resp
 }
 
-fn json<T: Serialize + ?Sized>(value: &T) -> Response<Full<Bytes>> {
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Response<Full<Bytes>> {
     match serde_json::to_vec_pretty(value) {
         Ok(body) => {
             let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -1,6 +1,7 @@
 //! What the apply loop publishes for the admin API to read.
 
 use arc_swap::ArcSwap;
+use sluice_metrics::Metrics;
 use sluice_model::{Problem, Snapshot};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +32,8 @@ impl Default for ApplyReport {
 pub struct RuntimeState {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub report: ArcSwap<ApplyReport>,
+    /// Request statistics and the access log; the apply loop refreshes it after every swap.
+    pub metrics: Arc<Metrics>,
     ready: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -40,9 +43,16 @@ impl RuntimeState {
         RuntimeState {
             snapshot,
             report: ArcSwap::from_pointee(ApplyReport::default()),
+            metrics: Arc::default(),
             ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
         }
+    }
+
+    /// Uses `metrics` (with its options and access log) instead of a default one.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Called once the first snapshot built from a complete source is live.

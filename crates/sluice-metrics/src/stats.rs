@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 pub struct StatsView {
     /// Seconds since the data plane started counting.
     pub uptime_seconds: u64,
-    /// Busiest first (60 s rate, then total requests), then by name.
+    /// Busiest first (requests in the last 60 s, then in total), then by name.
     pub hosts: Vec<HostStats>,
 }
 
@@ -27,6 +27,8 @@ pub struct HostStats {
     pub qps_60s: f64,
     /// Requests since the host's routes appeared.
     pub requests: u64,
+    /// Requests in the last 60 s, the current second included.
+    pub requests_60s: u64,
     /// Share of answers that were not 5xx over the last 60 s; `null` without requests.
     pub success_rate_60s: Option<f64>,
     /// Share of answers that were not 5xx since the routes appeared; `null` without requests.
@@ -118,6 +120,7 @@ pub(crate) fn build(routes: &[RouteReadout], uptime_seconds: u64, host: Option<&
                 qps_10s: round3(t.per_second.per_second(10)),
                 qps_60s: round3(t.per_second.per_second(60)),
                 requests: t.requests,
+                requests_60s: recent,
                 success_rate_60s: rate(recent.saturating_sub(recent_errors), recent),
                 success_rate: rate(t.requests - t.server_errors, t.requests),
                 statuses: t.statuses,
@@ -131,8 +134,8 @@ pub(crate) fn build(routes: &[RouteReadout], uptime_seconds: u64, host: Option<&
         })
         .collect();
     hosts.sort_by(|a, b| {
-        b.qps_60s
-            .total_cmp(&a.qps_60s)
+        b.requests_60s
+            .cmp(&a.requests_60s)
             .then(b.requests.cmp(&a.requests))
             .then_with(|| a.host.cmp(&b.host))
     });

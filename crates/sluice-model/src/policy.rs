@@ -78,6 +78,9 @@ pub struct RoutePolicy {
     pub send_timeout: Duration,
     #[serde(with = "secs")]
     pub read_timeout: Duration,
+    /// `enable-access-log`: `false` keeps this route's requests out of the access log (they are
+    /// still counted in the metrics).
+    pub enable_access_log: bool,
 }
 
 impl RoutePolicy {
@@ -89,6 +92,7 @@ impl RoutePolicy {
             connect_timeout: g.proxy_connect_timeout,
             send_timeout: g.proxy_send_timeout,
             read_timeout: g.proxy_read_timeout,
+            enable_access_log: true,
         }
     }
 }

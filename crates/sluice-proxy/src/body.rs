@@ -156,6 +156,8 @@ pub(crate) struct SendProgress {
     start: Instant,
     last_activity_ms: AtomicU64,
     done: AtomicBool,
+    /// Body bytes read from the client so far (for the metrics and the access log).
+    received: AtomicU64,
 }
 
 impl SendProgress {
@@ -164,6 +166,7 @@ impl SendProgress {
             start: Instant::now(),
             last_activity_ms: AtomicU64::new(0),
             done: AtomicBool::new(false),
+            received: AtomicU64::new(0),
         }
     }
 
@@ -179,6 +182,10 @@ impl SendProgress {
 
     pub(crate) fn is_done(&self) -> bool {
         self.done.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     pub(crate) fn last_activity(&self) -> Instant {
@@ -223,6 +230,13 @@ impl Body for RequestBody {
         };
         let polled = Pin::new(&mut *inner).poll_frame(cx);
         if let (Poll::Ready(frame), Some(progress)) = (&polled, &this.progress) {
+            if let Some(Ok(f)) = frame
+                && let Some(data) = f.data_ref()
+            {
+                progress
+                    .received
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
             match frame {
                 Some(Ok(_)) if !inner.is_end_stream() => progress.touch(),
                 _ => progress.finish(),

@@ -25,6 +25,9 @@ const UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
 pub(crate) struct ConnectionInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) tls: bool,
+    /// The negotiated TLS version and cipher suite, for the access log.
+    pub(crate) tls_version: Option<&'static str>,
+    pub(crate) tls_cipher: Option<&'static str>,
     client_ip: HeaderValue,
     listener_port: HeaderValue,
 }
@@ -35,6 +38,8 @@ impl ConnectionInfo {
         ConnectionInfo {
             peer,
             tls,
+            tls_version: None,
+            tls_cipher: None,
             client_ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
             listener_port: HeaderValue::from(listener_port),
         }
@@ -43,6 +48,19 @@ impl ConnectionInfo {
     /// The client's IP address as sent upstream (`X-Real-IP`).
     pub(crate) fn client_ip(&self) -> &HeaderValue {
         &self.client_ip
+    }
+
+    /// Notes what the TLS handshake negotiated (nginx's `$ssl_protocol` and `$ssl_cipher`).
+    pub(crate) fn with_tls_session(mut self, session: &rustls::ServerConnection) -> Self {
+        self.tls_version = session.protocol_version().and_then(|v| match v {
+            rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+            rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+            other => other.as_str(),
+        });
+        self.tls_cipher = session
+            .negotiated_cipher_suite()
+            .and_then(|suite| suite.suite().as_str());
+        self
     }
 
     fn proto(&self) -> HeaderValue {

@@ -30,6 +30,7 @@ mod body;
 mod canary;
 mod forward;
 mod listener;
+mod observe;
 mod reply;
 mod request_id;
 mod router;
@@ -37,6 +38,7 @@ mod tls;
 mod upstream;
 
 use arc_swap::ArcSwap;
+use sluice_metrics::Metrics;
 use sluice_model::Snapshot;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,9 +88,27 @@ impl DataPlane {
         snapshot: Arc<ArcSwap<Snapshot>>,
         config: ProxyConfig,
     ) -> Result<DataPlane, ProxyError> {
+        DataPlane::build(snapshot, config, None)
+    }
+
+    /// Like [`DataPlane::new`], recording every request in `metrics` (and its access log).
+    /// The caller must call [`Metrics::refresh`] after each snapshot swap.
+    pub fn with_metrics(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        config: ProxyConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<DataPlane, ProxyError> {
+        DataPlane::build(snapshot, config, Some(metrics))
+    }
+
+    fn build(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        config: ProxyConfig,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<DataPlane, ProxyError> {
         let server_config = tls::server_config(snapshot.clone())?;
         Ok(DataPlane {
-            inner: Arc::new(router::Router::new(snapshot)),
+            inner: Arc::new(router::Router::new(snapshot, metrics)),
             tls: tokio_rustls::TlsAcceptor::from(server_config),
             config: Arc::new(config),
         })

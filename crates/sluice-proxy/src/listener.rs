@@ -98,16 +98,20 @@ async fn serve_connection(
     local_port: u16,
     watcher: Watcher,
 ) {
-    let conn = Arc::new(ConnectionInfo::new(peer, local_port, tls.is_some()));
+    let conn = ConnectionInfo::new(peer, local_port, tls.is_some());
     let router = plane.inner.clone();
-    let service = service_fn(move |request| {
-        let router = router.clone();
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(router.handle(request, &conn).await) }
-    });
+    let service = move |conn: ConnectionInfo| {
+        let conn = Arc::new(conn);
+        service_fn(move |request| {
+            let router = router.clone();
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(router.handle(request, &conn).await) }
+        })
+    };
     let result = match tls {
         None => {
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(stream), service(conn));
             watcher.watch(connection).await
         }
         Some(acceptor) => {
@@ -123,7 +127,9 @@ async fn serve_connection(
                     return;
                 }
             };
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let conn = conn.with_tls_session(stream.get_ref().1);
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(stream), service(conn));
             watcher.watch(connection).await
         }
     };

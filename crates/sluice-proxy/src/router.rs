@@ -3,6 +3,7 @@
 use crate::body::{RequestBody, ResponseBody, SendProgress, UpstreamBody};
 use crate::canary;
 use crate::forward::{self, ConnectionInfo};
+use crate::observe::{Exchange, MeteredBody};
 use crate::reply::{self, SERVER_NAME};
 use crate::upstream::{Pool, PooledConnection};
 use arc_swap::ArcSwap;
@@ -12,6 +13,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use sluice_metrics::Metrics;
 use sluice_model::{
     BackendSlot, CanaryTarget, GlobalOptions, HostTable, RoutePolicy, Snapshot, Unavailable,
 };
@@ -30,6 +32,7 @@ pub(crate) struct Router {
     pool: Arc<Pool>,
     /// The HSTS header of the last options seen, so it is formatted once per options change.
     hsts: ArcSwap<(Arc<GlobalOptions>, Option<HeaderValue>)>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What a request needs from the snapshot, taken out so the snapshot is not held across awaits.
@@ -41,13 +44,14 @@ struct Matched {
 }
 
 impl Router {
-    pub(crate) fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+    pub(crate) fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Option<Arc<Metrics>>) -> Self {
         let options = snapshot.load().options.clone();
         let hsts = hsts_value(&options);
         Router {
             snapshot,
             pool: Arc::default(),
             hsts: ArcSwap::from_pointee((options, hsts)),
+            metrics,
         }
     }
 
@@ -55,6 +59,17 @@ impl Router {
         &self,
         request: Request<Incoming>,
         conn: &ConnectionInfo,
+    ) -> Response<MeteredBody> {
+        let mut exchange = Exchange::begin(self.metrics.as_ref(), &request, conn);
+        let response = self.route(request, conn, &mut exchange).await;
+        exchange.finish(response)
+    }
+
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        conn: &ConnectionInfo,
+        exchange: &mut Exchange,
     ) -> Response<ResponseBody> {
         let authority = request_authority(&request);
         let host_text = authority
@@ -72,7 +87,9 @@ impl Router {
             } else {
                 None
             };
-            let matched = vhost.find(path).map(|route| {
+            let route = vhost.find(path);
+            exchange.matched(&snapshot, vhost, route, &host);
+            let matched = route.map(|route| {
                 let (backend, canary) = canary::choose(route, request.headers(), request.uri());
                 Matched {
                     backend,
@@ -106,7 +123,10 @@ impl Router {
                 StatusCode::METHOD_NOT_ALLOWED,
                 format_args!("CONNECT is not supported by this proxy"),
             ),
-            Some(matched) => self.proxy(request, authority, conn, matched).await,
+            Some(matched) => {
+                self.proxy(request, authority, conn, matched, exchange)
+                    .await
+            }
         };
         if let Some(hsts) = hsts {
             let headers = response.headers_mut();
@@ -133,6 +153,7 @@ impl Router {
         authority: Option<HeaderValue>,
         conn: &ConnectionInfo,
         matched: Matched,
+        exchange: &mut Exchange,
     ) -> Response<ResponseBody> {
         let Matched {
             backend,
@@ -160,6 +181,7 @@ impl Router {
             vars
         });
         let progress = (!body.is_end_stream()).then(|| Arc::new(SendProgress::new()));
+        exchange.upstream_sending(progress.as_ref(), &parts.headers, canary.is_some());
         let upstream_request = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
 
         // Counted only once a connection fails: the common path never reads the endpoint list.
@@ -187,8 +209,12 @@ impl Router {
             )
             .await;
         let (mut response, connection) = match sent {
-            Ok(exchanged) => exchanged,
+            Ok(exchanged) => {
+                exchange.upstream_answered(&upstream);
+                exchanged
+            }
             Err(e) => {
+                exchange.upstream_failed(&upstream, e.is_timeout());
                 let status = if e.is_timeout() {
                     StatusCode::GATEWAY_TIMEOUT
                 } else {

@@ -69,6 +69,7 @@ fn apply(a: &mut IngressAnnotations, name: &str, value: &str) -> Result<(), Stri
         "proxy-connect-timeout" => p.connect_timeout = parse_timeout(value)?,
         "proxy-send-timeout" => p.send_timeout = parse_timeout(value)?,
         "proxy-read-timeout" => p.read_timeout = parse_timeout(value)?,
+        "enable-access-log" => p.enable_access_log = parse_bool(value)?,
         "use-regex" => a.regex |= parse_bool(value)?,
         // An empty target is no rewrite (ingress-nginx ignores empty annotations).
         "rewrite-target" => a.regex |= !value.trim().is_empty(),

@@ -47,7 +47,9 @@ impl Applier {
             let mut snapshot = translation.snapshot;
             snapshot.version = self.version;
             let counts = snapshot.counts();
-            self.state.snapshot.store(Arc::new(snapshot));
+            let snapshot = Arc::new(snapshot);
+            self.state.snapshot.store(snapshot.clone());
+            self.state.metrics.refresh(&snapshot);
             self.translation_problems = translation.problems;
             tracing::info!(
                 version = self.version,

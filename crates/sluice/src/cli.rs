@@ -89,6 +89,21 @@ pub struct ServeArgs {
     /// After the drain delay, wait at most this long for in-flight requests to finish.
     #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+
+    /// Access log: `-` for stdout, or a file to append to. One line per request, written by a
+    /// thread of its own; when it cannot keep up, lines are dropped (and counted in
+    /// `sluice_access_log_dropped_total`) rather than slowing traffic.
+    #[arg(long, env = "SLUICE_ACCESS_LOG", value_name = "-|PATH")]
+    pub access_log: Option<String>,
+
+    /// Access log line format: `json` (one object per line) or `combined` (nginx-like text).
+    #[arg(long, env = "SLUICE_ACCESS_LOG_FORMAT", value_enum, default_value_t = AccessLogFormatArg::Json)]
+    pub access_log_format: AccessLogFormatArg,
+
+    /// Also expose another controller's metric names and labels on /metrics, so existing
+    /// dashboards keep working: `ingress-nginx`.
+    #[arg(long, env = "SLUICE_METRICS_COMPAT", value_enum, value_name = "CONTROLLER")]
+    pub metrics_compat: Option<MetricsCompat>,
 }
 
 /// Which Ingresses are ours, and which cluster objects configure us (shared by serve and check).
@@ -132,6 +147,18 @@ pub struct CheckArgs {
 
     #[command(flatten)]
     pub selection: SelectionArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccessLogFormatArg {
+    Json,
+    Combined,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsCompat {
+    /// `nginx_ingress_controller_*` as ingress-nginx serves them.
+    IngressNginx,
 }
 
 #[derive(Debug, Args)]

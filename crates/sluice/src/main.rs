@@ -7,6 +7,7 @@ mod cli;
 mod demo_backend;
 mod kubernetes;
 mod listeners;
+mod observability;
 mod selection;
 mod serve;
 

@@ -47,7 +47,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin = bind("admin", args.admin_listen)?;
 
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-    let state = Arc::new(RuntimeState::new(snapshot.clone()));
+    let metrics = Arc::new(crate::observability::metrics(&args)?);
+    let state = Arc::new(RuntimeState::new(snapshot.clone()).with_metrics(metrics.clone()));
 
     // Up before the first configuration: in Kubernetes mode /readyz answers 503 during the sync.
     let stop_admin = CancellationToken::new();
@@ -75,12 +76,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
-    let data_plane = DataPlane::new(
+    let data_plane = DataPlane::with_metrics(
         snapshot,
         ProxyConfig {
             drain_timeout: args.drain_timeout,
             ..ProxyConfig::default()
         },
+        metrics,
     )
     .context("cannot start the data plane")?;
     let stop_accepting = CancellationToken::new();

@@ -4,10 +4,12 @@
 //! loop; it never blocks traffic.
 
 mod observability;
+mod gates;
 mod server;
 mod state;
 mod views;
 
+pub use gates::{ChecksumGates, GateCounters, GateDiff, GateState, GateView};
 pub use server::serve_admin;
 pub use state::{ApplyReport, RuntimeState};
 pub use views::{RouteView, SnapshotView, routes_of};

@@ -1,5 +1,6 @@
 //! What the apply loop publishes for the admin API to read.
 
+use crate::gates::{ChecksumGates, GateCounters};
 use arc_swap::ArcSwap;
 use sluice_metrics::Metrics;
 use sluice_model::{Problem, Snapshot};
@@ -15,6 +16,8 @@ pub struct ApplyReport {
     pub duration: Duration,
     /// Source problems (unreadable files) followed by translation problems.
     pub problems: Vec<Problem>,
+    /// The checksum gates and rollout as decided for this apply.
+    pub gates: Arc<ChecksumGates>,
 }
 
 impl Default for ApplyReport {
@@ -23,6 +26,7 @@ impl Default for ApplyReport {
             applied_at: SystemTime::UNIX_EPOCH,
             duration: Duration::ZERO,
             problems: Vec::new(),
+            gates: Arc::default(),
         }
     }
 }
@@ -32,6 +36,8 @@ impl Default for ApplyReport {
 pub struct RuntimeState {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub report: ArcSwap<ApplyReport>,
+    /// Checksum and referrer counters (tengine-extensions.md section 7), for /metrics.
+    pub gate_counters: GateCounters,
     /// Request statistics and the access log; the apply loop refreshes it after every swap.
     pub metrics: Arc<Metrics>,
     ready: AtomicBool,
@@ -43,6 +49,7 @@ impl RuntimeState {
         RuntimeState {
             snapshot,
             report: ArcSwap::from_pointee(ApplyReport::default()),
+            gate_counters: GateCounters::default(),
             metrics: Arc::default(),
             ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),

@@ -1,5 +1,6 @@
 //! JSON shapes of the admin API. Kept apart from the model so the model stays free of presentation.
 
+use crate::gates::ChecksumGates;
 use crate::state::ApplyReport;
 use serde::Serialize;
 use sluice_model::{Endpoints, HostTable, Route, Snapshot, SnapshotCounts, Upstream};
@@ -14,8 +15,8 @@ pub struct SnapshotView {
     pub apply_duration_ms: f64,
     pub counts: SnapshotCounts,
     pub problems: usize,
-    /// The IngressCheckSum/SecretCheckSum gate; not implemented yet, so always `null`.
-    pub checksum_gate: Option<()>,
+    /// The IngressCheckSum/SecretCheckSum gates and the gray rollout of this instance.
+    pub checksum_gate: ChecksumGates,
 }
 
 impl SnapshotView {
@@ -30,7 +31,7 @@ impl SnapshotView {
             apply_duration_ms: report.duration.as_secs_f64() * 1000.0,
             counts: snapshot.counts(),
             problems: report.problems.len(),
-            checksum_gate: None,
+            checksum_gate: ChecksumGates::clone(&report.gates),
         }
     }
 }

@@ -24,7 +24,18 @@ pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
     let globals = global_options(store, opts.configmap.as_ref(), &mut problems);
 
     let mut accepted = Vec::new();
+    let referrers = crate::referrer::ReferrerLists::of(store, opts);
     for (key, stored) in ordered_ingresses(store, opts) {
+        if let Err((field, why)) =
+            crate::referrer::referrer_accepts(&stored.object.metadata, &referrers)
+        {
+            problems.push(
+                Problem::rejected(key.object_ref(ObjectKind::Ingress), why)
+                    .at_field(format!("metadata.annotations[\"{field}\"]"))
+                    .from_origin(Some(stored.origin.clone())),
+            );
+            continue;
+        }
         if let Some(ctx) = accept(key, stored, &globals, &mut problems) {
             accepted.push(ctx);
         }

@@ -73,7 +73,7 @@ const FIX: &str = "store the PEM certificate chain (leaf first) under `tls.crt` 
                    key under `tls.key`, e.g. with `kubectl create secret tls NAME --cert=FILE --key=FILE`";
 
 /// `stringData` wins over `data`, as the API server merges them on write.
-fn secret_value(secret: &Secret, key: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn secret_value(secret: &Secret, key: &str) -> Result<Vec<u8>, String> {
     if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
         return Ok(v.as_bytes().to_vec());
     }

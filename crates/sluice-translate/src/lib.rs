@@ -27,16 +27,25 @@ mod backend_problems;
 mod build;
 mod canary;
 mod certs;
+mod checksum;
 mod class;
 mod endpoints;
 mod globals;
 mod names;
+mod referrer;
+mod rollout;
 mod validity;
 mod values;
 
 pub use backend_problems::backend_problems;
+pub use checksum::{
+    ChecksumId, checksum_of, first_certificate_der, ingress_ids, name_id, object_version,
+    secret_ids, sorted_ids,
+};
 pub use class::is_ours;
 pub use endpoints::{refresh_endpoints, resolve_endpoints};
+pub use referrer::{ReferrerLists, referrer_accepts};
+pub use rollout::{Rollout, RolloutFamily};
 
 use sluice_model::{Problem, Snapshot};
 use sluice_store::{NamespacedName, ObjectStore};

@@ -1,7 +1,9 @@
 //! The apply loop: each source update becomes the next snapshot (or, when only endpoints moved,
-//! new endpoints in the current snapshot's backend slots), swapped atomically.
+//! new endpoints in the current snapshot's backend slots), swapped atomically. Ingresses and
+//! Secrets pass the checksum gates and gray rollout first (see `gate`).
 
-use sluice_admin::{ApplyReport, RuntimeState};
+use crate::gate::{GateOptions, Gates};
+use sluice_admin::{ApplyReport, ChecksumGates, RuntimeState};
 use sluice_model::Problem;
 use sluice_source::SourceUpdate;
 use sluice_store::KindRevisions;
@@ -17,17 +19,36 @@ pub struct Applier {
     version: u64,
     applied_revisions: Option<KindRevisions>,
     translation_problems: Vec<Problem>,
+    gates: Gates,
+    gate_problems: Vec<Problem>,
+    gate_report: Arc<ChecksumGates>,
     reported: HashSet<String>,
 }
 
 impl Applier {
+    /// Without `--state-dir`; the rollout ordinal comes from `POD_NAME` when it has one.
     pub fn new(options: TranslateOptions, state: Arc<RuntimeState>) -> Self {
+        let gates = GateOptions {
+            instance_ordinal: GateOptions::ordinal_from(None),
+            state_dir: None,
+        };
+        Self::with_gates(options, state, gates)
+    }
+
+    pub fn with_gates(
+        options: TranslateOptions,
+        state: Arc<RuntimeState>,
+        gates: GateOptions,
+    ) -> Self {
         Applier {
+            gates: Gates::new(options.clone(), gates),
             options,
             state,
             version: 0,
             applied_revisions: None,
             translation_problems: Vec::new(),
+            gate_problems: Vec::new(),
+            gate_report: Arc::default(),
             reported: HashSet::new(),
         }
     }
@@ -42,7 +63,10 @@ impl Applier {
             refresh_endpoints(&update.store, &self.state.snapshot.load());
             tracing::debug!(elapsed = ?started.elapsed(), "endpoints refreshed");
         } else {
-            let translation = translate(&update.store, &self.options);
+            let gated = self.gates.pass(&update.store, &self.state.gate_counters);
+            self.gate_problems = gated.problems;
+            self.gate_report = Arc::new(gated.report);
+            let translation = translate(&gated.view, &self.options);
             self.version += 1;
             let mut snapshot = translation.snapshot;
             snapshot.version = self.version;
@@ -57,7 +81,11 @@ impl Applier {
                 routes = counts.routes,
                 backends = counts.backends,
                 certificates = counts.certificates,
-                problems = update.problems.len() + self.translation_problems.len(),
+                problems = update.problems.len()
+                    + self.gate_problems.len()
+                    + self.translation_problems.len(),
+                ingress_gate = ?self.gate_report.ingress.state,
+                secret_gate = ?self.gate_report.secret.state,
                 elapsed = ?started.elapsed(),
                 "configuration applied"
             );
@@ -67,6 +95,7 @@ impl Applier {
         let mut problems: Vec<Problem> = update
             .problems
             .iter()
+            .chain(&self.gate_problems)
             .chain(&self.translation_problems)
             .cloned()
             .collect();
@@ -76,6 +105,7 @@ impl Applier {
             applied_at: SystemTime::now(),
             duration: started.elapsed(),
             problems,
+            gates: self.gate_report.clone(),
         }));
     }
 

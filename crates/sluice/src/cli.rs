@@ -38,6 +38,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the effective route table of a manifest directory, in match order per host.
     Routes(CheckArgs),
+    /// Print the Ingress and Secret checksums (Tengine-Ingress IngressCheckSum/SecretCheckSum)
+    /// of a manifest directory with their ID lists; exit 1 if a checksum object there differs.
+    Checksum(CheckArgs),
     /// A small HTTP backend for trying Sluice out: answers every request with its name and the
     /// request it saw.
     DemoBackend(DemoBackendArgs),
@@ -76,6 +79,12 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub kubernetes: crate::kubernetes::KubernetesArgs,
+
+    /// Keep the Ingress and Secret versions this instance serves in DIR, so that after a
+    /// restart it keeps serving them while a gray rollout or a failing checksum gate holds newer
+    /// ones. The file holds TLS private keys: use a directory only this process can read.
+    #[arg(long, env = "SLUICE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 
     /// Data-plane threads (default: number of CPUs).
     #[arg(long, env = "SLUICE_WORKERS")]

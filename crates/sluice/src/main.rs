@@ -3,13 +3,16 @@
 
 mod apply;
 mod check;
+mod checksum_cmd;
 mod cli;
 mod demo_backend;
+mod gate;
 mod kubernetes;
 mod listeners;
 mod observability;
 mod selection;
 mod serve;
+mod served_state;
 
 use clap::Parser;
 use cli::{Cli, Command, LogFormat};
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => check::check(&args),
         Command::Routes(args) => check::routes(&args),
+        Command::Checksum(args) => checksum_cmd::checksum(&args),
         Command::DemoBackend(args) => demo_backend::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -2,6 +2,7 @@
 
 use crate::apply::Applier;
 use crate::cli::ServeArgs;
+use crate::gate::GateOptions;
 use crate::listeners::bind;
 use crate::selection::translate_options;
 use anyhow::{Context, anyhow};
@@ -68,7 +69,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let source = ManifestSource::load(&dir)
             .with_context(|| format!("cannot read manifest directory {}", dir.display()))?;
         let (updates_tx, updates_rx) = watch::channel(source.update());
-        let mut applier = Applier::new(options, state.clone());
+        let gates = GateOptions {
+            instance_ordinal: GateOptions::ordinal_from(args.kubernetes.instance_ordinal),
+            state_dir: args.state_dir.clone(),
+        };
+        let mut applier = Applier::with_gates(options, state.clone(), gates);
         applier.apply(&updates_rx.borrow());
         state.mark_ready();
         tokio::spawn(source.watch(updates_tx));

@@ -1,0 +1,454 @@
+//! The gate between the object store and translation: which version of each Ingress and Secret
+//! this instance serves.
+//!
+//! Two Tengine-Ingress mechanisms decide it (tengine-extensions.md sections 3, 10 and 11):
+//! - The checksum gates: while the MD5 of the local Ingress (resp. Secret) IDs differs from the
+//!   newest IngressCheckSum (resp. SecretCheckSum) object's, every Ingress (resp. Secret) change
+//!   (add, update, delete) is held and the last accepted versions keep being served. Endpoint
+//!   changes are never held: they do not go through here. No checksum object: nothing is held.
+//! - Gray rollout: an object with `*-rollout: "true"` whose index does not include this
+//!   instance's ordinal keeps the version this instance already served; one it never served is
+//!   served in its newest version, with a warning. Deletes are never held by a rollout.
+//!
+//! The served versions are kept under `--state-dir` so that a restarted instance keeps serving
+//! what it served before. Translation itself stays pure: it gets a store whose Ingresses and
+//! Secrets are the served versions and everything else is live.
+
+use crate::served_state::ServedState;
+use sluice_admin::{ChecksumGates, GateCounters, GateDiff, GateState, GateView};
+use sluice_model::{ObjectKind, Origin, Problem};
+use sluice_store::k8s_openapi::api::core::v1::Secret;
+use sluice_store::k8s_openapi::api::networking::v1::Ingress;
+use sluice_store::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sluice_store::{CheckSumSpec, NamespacedName, ObjectStore, Stored};
+use sluice_translate::{
+    ReferrerLists, Rollout, RolloutFamily, TranslateOptions, checksum_of, ingress_ids, is_ours,
+    referrer_accepts, secret_ids, sorted_ids,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// Identity and persistence of this instance for the gates.
+#[derive(Debug, Clone, Default)]
+pub struct GateOptions {
+    /// StatefulSet ordinal for gray rollout; `None` when unknown.
+    pub instance_ordinal: Option<i64>,
+    /// Where the served versions are kept across restarts.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl GateOptions {
+    /// `--instance-ordinal`, else the trailing `-<number>` of `POD_NAME` (a StatefulSet pod).
+    pub fn ordinal_from(flag: Option<u32>) -> Option<i64> {
+        flag.map(i64::from).or_else(|| {
+            let pod = std::env::var("POD_NAME").ok()?;
+            let (_, digits) = pod.rsplit_once('-')?;
+            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse().ok())
+                .flatten()
+        })
+    }
+}
+
+/// What the gate hands on for one apply.
+pub struct Gated {
+    /// Live store with the served Ingresses and Secrets in place of the newest ones.
+    pub view: ObjectStore,
+    pub problems: Vec<Problem>,
+    pub report: ChecksumGates,
+}
+
+/// An object kind the gate serves versions of.
+trait Gateable: Clone + PartialEq {
+    const KIND: ObjectKind;
+    const FAMILY: RolloutFamily;
+    fn meta(&self) -> &ObjectMeta;
+}
+
+impl Gateable for Ingress {
+    const KIND: ObjectKind = ObjectKind::Ingress;
+    const FAMILY: RolloutFamily = RolloutFamily::Ingress;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+}
+
+impl Gateable for Secret {
+    const KIND: ObjectKind = ObjectKind::Secret;
+    const FAMILY: RolloutFamily = RolloutFamily::Secret;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+}
+
+pub struct Gates {
+    translate: TranslateOptions,
+    ordinal: Option<i64>,
+    state: Option<ServedState>,
+    ingresses: BTreeMap<NamespacedName, Stored<Ingress>>,
+    secrets: BTreeMap<NamespacedName, Stored<Secret>>,
+    /// The verdict of the previous apply, to log transitions once.
+    last_states: (GateState, GateState),
+    last_diffs: (Option<GateDiff>, Option<GateDiff>),
+}
+
+impl Gates {
+    /// Restores the served versions from the state directory, if one is given and holds them.
+    pub fn new(translate: TranslateOptions, options: GateOptions) -> Gates {
+        let state = options.state_dir.map(ServedState::new);
+        let (ingresses, secrets) = match &state {
+            Some(state) => match state.load() {
+                Ok(Some(restored)) => {
+                    tracing::info!(
+                        file = %state.path().display(),
+                        ingresses = restored.ingresses.len(),
+                        secrets = restored.secrets.len(),
+                        "restored the Ingress and Secret versions this instance served before its restart"
+                    );
+                    (restored.ingresses, restored.secrets)
+                }
+                Ok(None) => Default::default(),
+                Err(why) => {
+                    tracing::error!(
+                        file = %state.path().display(),
+                        "{why}; starting without the versions served before the restart (gray \
+                         rollouts and checksum gates start from the newest versions)"
+                    );
+                    Default::default()
+                }
+            },
+            None => Default::default(),
+        };
+        Gates {
+            translate,
+            ordinal: options.instance_ordinal,
+            state,
+            ingresses,
+            secrets,
+            last_states: (GateState::None, GateState::None),
+            last_diffs: (None, None),
+        }
+    }
+
+    /// Decides the served versions for the live store `live`.
+    pub fn pass(&mut self, live: &ObjectStore, counters: &GateCounters) -> Gated {
+        let mut problems = Vec::new();
+        count_referrer_drops(live, &self.translate, counters);
+
+        let ingress_ids = sorted_ids(&ingress_ids(live, &self.translate));
+        let candidates = live
+            .ingress_checksums
+            .iter()
+            .map(|(k, s)| (k, &s.object.metadata, &s.object.spec, &s.origin));
+        let ingress_eval = evaluate(ObjectKind::IngressCheckSum, candidates, &ingress_ids);
+        let secret_ids = sorted_ids(&secret_ids(live));
+        let candidates = live
+            .secret_checksums
+            .iter()
+            .map(|(k, s)| (k, &s.object.metadata, &s.object.spec, &s.origin));
+        let secret_eval = evaluate(ObjectKind::SecretCheckSum, candidates, &secret_ids);
+
+        let mut changed = false;
+        let ingress = advance(
+            &mut self.ingresses,
+            &live.ingresses,
+            &ingress_eval,
+            self.ordinal,
+            &mut problems,
+            &mut changed,
+        );
+        let secret = advance(
+            &mut self.secrets,
+            &live.secrets,
+            &secret_eval,
+            self.ordinal,
+            &mut problems,
+            &mut changed,
+        );
+
+        for (eval, secret_gate) in [(&ingress_eval, false), (&secret_eval, true)] {
+            if eval.counted {
+                counters.record(secret_gate, eval.state == GateState::Pass);
+            }
+        }
+        let ingress_view = self.finish_gate(false, ingress_eval, ingress, &mut problems);
+        let secret_view = self.finish_gate(true, secret_eval, secret, &mut problems);
+
+        if changed
+            && let Some(state) = &self.state
+            && let Err(why) = state.save(&self.ingresses, &self.secrets)
+        {
+            tracing::error!(
+                file = %state.path().display(),
+                "{why}; a restart would not keep the versions served now"
+            );
+        }
+
+        let mut view = live.clone();
+        view.ingresses = self.ingresses.clone();
+        view.secrets = self.secrets.clone();
+        Gated {
+            view,
+            problems,
+            report: ChecksumGates {
+                instance_ordinal: self.ordinal,
+                ingress: ingress_view,
+                secret: secret_view,
+            },
+        }
+    }
+
+    fn finish_gate(
+        &mut self,
+        secret: bool,
+        eval: Evaluation,
+        held: Held,
+        problems: &mut Vec<Problem>,
+    ) -> GateView {
+        let (what, objects) = if secret {
+            ("Secret", "certificate")
+        } else {
+            ("Ingress", "Ingress")
+        };
+        let (last_state, last_diff) = if secret {
+            (&mut self.last_states.1, &mut self.last_diffs.1)
+        } else {
+            (&mut self.last_states.0, &mut self.last_diffs.0)
+        };
+        if eval.state == GateState::Fail {
+            *last_diff = eval.diff.clone();
+            let diff = eval.diff.clone().unwrap_or_default();
+            let reason = format!(
+                "{what} checksum mismatch: the local MD5 {} over {} IDs differs from the newest \
+                 {}'s spec.checksum {}; {} {objects} change(s) are held and the last accepted \
+                 versions stay served until the checksums match (missing here: [{}]; not \
+                 expected: [{}]); endpoint updates still apply",
+                eval.local,
+                eval.ids,
+                eval.kind,
+                eval.expected.as_deref().unwrap_or("(none)"),
+                held.by_gate,
+                diff.missing.join(","),
+                diff.unexpected.join(","),
+            );
+            let mut problem = match &eval.object {
+                Some(key) => Problem::warning(key.object_ref(eval.kind), reason),
+                None => Problem::file(Origin::ApiServer, reason),
+            };
+            problem = problem
+                .at_field("spec.checksum")
+                .from_origin(eval.origin.clone());
+            problems.push(problem);
+        } else if *last_state == GateState::Fail {
+            tracing::info!(
+                checksum = %eval.local,
+                "{what} checksum matches again; held {objects} changes are applied"
+            );
+        }
+        *last_state = eval.state;
+        GateView {
+            state: eval.state,
+            local_checksum: eval.local,
+            local_ids: eval.ids,
+            expected: eval.expected,
+            checksum_object: eval.object.map(|k| k.to_string()),
+            held_changes: held.by_gate,
+            rollout_held: held.by_rollout,
+            last_diff: last_diff.clone(),
+        }
+    }
+}
+
+/// One gate's verdict.
+struct Evaluation {
+    kind: ObjectKind,
+    state: GateState,
+    /// Whether it counts for the success/error metrics (a checksum object was compared with).
+    counted: bool,
+    local: String,
+    ids: usize,
+    expected: Option<String>,
+    object: Option<NamespacedName>,
+    origin: Option<Origin>,
+    diff: Option<GateDiff>,
+}
+
+fn evaluate<'a>(
+    kind: ObjectKind,
+    candidates: impl Iterator<
+        Item = (
+            &'a NamespacedName,
+            &'a ObjectMeta,
+            &'a CheckSumSpec,
+            &'a Origin,
+        ),
+    >,
+    ids: &[String],
+) -> Evaluation {
+    let local = checksum_of(ids);
+    let newest = candidates.max_by(|a, b| newer(a.0, a.1, b.0, b.1));
+    let Some((key, _, spec, origin)) = newest else {
+        return Evaluation {
+            kind,
+            state: GateState::None,
+            counted: false,
+            local,
+            ids: ids.len(),
+            expected: None,
+            object: None,
+            origin: None,
+            diff: None,
+        };
+    };
+    let expected = spec
+        .checksum
+        .as_deref()
+        .map(|c| c.trim().to_ascii_lowercase());
+    // Tengine-Ingress treats "checksum objects but no local IDs" as not ready yet and applies
+    // ungated; doing the same keeps a fresh cluster from serving nothing.
+    let state = if ids.is_empty() || expected.as_deref() == Some(local.as_str()) {
+        GateState::Pass
+    } else {
+        GateState::Fail
+    };
+    let diff = (state == GateState::Fail).then(|| {
+        let theirs: BTreeSet<&str> = spec.ids.iter().flatten().map(String::as_str).collect();
+        let ours: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        GateDiff {
+            missing: theirs.difference(&ours).map(|s| s.to_string()).collect(),
+            unexpected: ours.difference(&theirs).map(|s| s.to_string()).collect(),
+        }
+    });
+    Evaluation {
+        kind,
+        state,
+        counted: !ids.is_empty(),
+        local,
+        ids: ids.len(),
+        expected,
+        object: Some(key.clone()),
+        origin: Some(origin.clone()),
+        diff,
+    }
+}
+
+/// Orders checksum objects oldest to newest: by creationTimestamp, with objects that have none
+/// after all that have one (spec section 11), then by namespace/name. At equal timestamps the
+/// alphabetically first name is the newest, as in Tengine-Ingress's descending sort.
+fn newer(
+    ka: &NamespacedName,
+    a: &ObjectMeta,
+    kb: &NamespacedName,
+    b: &ObjectMeta,
+) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (&a.creation_timestamp, &b.creation_timestamp) {
+        (Some(ta), Some(tb)) => ta.cmp(tb).then_with(|| kb.cmp(ka)),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => ka.cmp(kb),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    by_gate: usize,
+    by_rollout: usize,
+}
+
+/// Moves the served versions towards the live ones as far as the gate and the rollouts allow.
+fn advance<T: Gateable>(
+    served: &mut BTreeMap<NamespacedName, Stored<T>>,
+    live: &BTreeMap<NamespacedName, Stored<T>>,
+    eval: &Evaluation,
+    ordinal: Option<i64>,
+    problems: &mut Vec<Problem>,
+    changed: &mut bool,
+) -> Held {
+    let mut held = Held::default();
+    if eval.state == GateState::Fail {
+        held.by_gate = live
+            .iter()
+            .filter(|(k, l)| served.get(*k).is_none_or(|s| s.object != l.object))
+            .count()
+            + served.keys().filter(|k| !live.contains_key(*k)).count();
+        return held;
+    }
+    let before = served.len();
+    served.retain(|k, _| live.contains_key(k));
+    *changed |= served.len() != before;
+    for (key, newest) in live {
+        let object = key.object_ref(T::KIND);
+        let applies = match Rollout::of(newest.object.meta(), T::FAMILY) {
+            Ok(rollout) => rollout.applies_to(ordinal).then_some(()).ok_or(rollout),
+            Err((field, why)) => {
+                problems.push(
+                    Problem::rejected(
+                        object.clone(),
+                        format!("{why}; the newest version is served as if rollout were off"),
+                    )
+                    .at_field(format!("metadata.annotations[\"{field}\"]"))
+                    .from_origin(Some(newest.origin.clone())),
+                );
+                Ok(())
+            }
+        };
+        match (applies, served.get(key)) {
+            (_, Some(old)) if old.object == newest.object => {}
+            (Ok(()), _) => {
+                served.insert(key.clone(), newest.clone());
+                *changed = true;
+            }
+            (Err(rollout), Some(_)) => {
+                held.by_rollout += 1;
+                tracing::debug!(
+                    %object,
+                    index_id = rollout.index_id,
+                    ?ordinal,
+                    update_revision = rollout.update_revision.as_deref().unwrap_or(""),
+                    "gray rollout has not reached this instance; serving the version it had"
+                );
+            }
+            (Err(rollout), None) => {
+                problems.push(
+                    Problem::warning(
+                        object,
+                        format!(
+                            "gray rollout (index-id {}) has not reached this instance (ordinal \
+                             {}), but it never served an earlier version, so it serves the \
+                             newest one (Tengine-Ingress would leave it out)",
+                            rollout.index_id,
+                            ordinal.map_or("unknown".to_string(), |k| k.to_string()),
+                        ),
+                    )
+                    .from_origin(Some(newest.origin.clone())),
+                );
+                served.insert(key.clone(), newest.clone());
+                *changed = true;
+            }
+        }
+    }
+    held
+}
+
+/// Counts the Ingresses dropped by the referrer checks (Tengine-Ingress's counters).
+fn count_referrer_drops(live: &ObjectStore, opts: &TranslateOptions, counters: &GateCounters) {
+    use std::sync::atomic::Ordering;
+    let lists = ReferrerLists::of(live, opts);
+    if lists.ingress.is_empty() && lists.canary.is_empty() {
+        return;
+    }
+    for stored in live.ingresses.values() {
+        if !is_ours(&stored.object, live, opts) {
+            continue;
+        }
+        if let Err((annotation, _)) = referrer_accepts(&stored.object.metadata, &lists) {
+            let counter = if annotation.ends_with("canary-referrer") {
+                &counters.canary_referrer_verify_fail
+            } else {
+                &counters.ing_referrer_verify_fail
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -103,6 +103,7 @@ pub async fn start(
     args: &KubernetesArgs,
     options: TranslateOptions,
     state: Arc<RuntimeState>,
+    state_dir: Option<std::path::PathBuf>,
 ) -> anyhow::Result<KubernetesMode> {
     let identity = InstanceIdentity::from_env(args.instance_ordinal);
     tracing::info!(
@@ -131,7 +132,11 @@ pub async fn start(
         .await
         .map_err(|_| anyhow!("the Kubernetes source stopped before its first sync"))?;
     let first = updates.borrow_and_update().clone();
-    let mut applier = Applier::new(options.clone(), state.clone());
+    let gates = crate::gate::GateOptions {
+        instance_ordinal: identity.ordinal.map(i64::from),
+        state_dir,
+    };
+    let mut applier = Applier::with_gates(options.clone(), state.clone(), gates);
     applier.apply(&first);
     state.mark_ready();
     tracing::info!("first configuration from the API server is live; ready");

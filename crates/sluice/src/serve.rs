@@ -59,7 +59,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if args.manifests.is_some() {
             anyhow::bail!("--manifests and --kubernetes exclude each other: choose one source");
         }
-        Some(crate::kubernetes::start(&args.kubernetes, options, state.clone()).await?)
+        Some(
+            crate::kubernetes::start(
+                &args.kubernetes,
+                options,
+                state.clone(),
+                args.state_dir.clone(),
+            )
+            .await?,
+        )
     } else {
         let dir = args.manifests.clone().ok_or_else(|| {
             anyhow!(

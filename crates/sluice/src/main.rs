@@ -6,6 +6,7 @@ mod check;
 mod checksum_cmd;
 mod cli;
 mod demo_backend;
+mod kubernetes;
 mod gate;
 mod kubernetes;
 mod listeners;

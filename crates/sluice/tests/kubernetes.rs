@@ -260,10 +260,10 @@ async fn the_api_server_restarting_under_traffic_fails_no_request_and_later_chan
     cluster
         .apply(ingress(APPS, "after", "after.test", "steady"))
         .await;
-    // The watches resume with backoff (0.8 s doubling, up to 30 s), so allow for that.
+    // The watches resume after a retry delay (at most 5 s), so allow for that.
     wait_long(
         "a change made after the restart",
-        Duration::from_secs(60),
+        Duration::from_secs(30),
         async || (served_by(&gw, "after.test").await.as_deref() == Some("steady")).then_some(()),
     )
     .await;

@@ -38,7 +38,6 @@ mod validity;
 mod values;
 
 pub use backend_problems::backend_problems;
-pub use class::is_ours;
 pub use checksum::{
     ChecksumId, checksum_of, first_certificate_der, ingress_ids, name_id, object_version,
     secret_ids, sorted_ids,

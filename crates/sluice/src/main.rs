@@ -6,7 +6,6 @@ mod check;
 mod checksum_cmd;
 mod cli;
 mod demo_backend;
-mod kubernetes;
 mod gate;
 mod kubernetes;
 mod listeners;

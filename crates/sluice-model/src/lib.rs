@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod canary;
 pub mod host;
+pub mod net;
 pub mod object;
 pub mod path;
 pub mod policy;
@@ -20,10 +21,11 @@ pub use canary::{
     QueryAction, ValueMatch, Variable, Verdict,
 };
 pub use host::{HostTable, VirtualHost};
+pub use net::Cidr;
 pub use object::{ObjectKind, ObjectRef, Origin};
 pub use path::{PathKind, PathMatch};
 pub use policy::{GlobalOptions, RoutePolicy};
 pub use problem::{Problem, Severity};
 pub use route::{Route, RouteTarget};
 pub use snapshot::{Snapshot, SnapshotCounts};
-pub use tls::{CertSet, CertStore, KeyAlgorithm, ServerCert};
+pub use tls::{CertSet, CertStore, KeyAlgorithm, ServerCert, TlsVersions};

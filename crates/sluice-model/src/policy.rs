@@ -29,6 +29,9 @@ pub struct GlobalOptions {
     /// `regex-host-wide`: ingress-nginx's behaviour where `use-regex` on one Ingress of a host
     /// turns every path of that host into a regex.
     pub regex_host_wide: bool,
+    /// `trusted-proxies`: peers whose `X-Client-Scheme` header is believed (Tengine-Ingress's
+    /// front load balancer telling the original scheme). Empty: nobody is trusted.
+    pub trusted_proxies: Vec<crate::net::Cidr>,
 }
 
 impl Default for GlobalOptions {
@@ -45,6 +48,7 @@ impl Default for GlobalOptions {
             proxy_send_timeout: Duration::from_secs(60),
             proxy_read_timeout: Duration::from_secs(60),
             regex_host_wide: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct RoutePolicy {
     /// `enable-access-log`: `false` keeps this route's requests out of the access log (they are
     /// still counted in the metrics).
     pub enable_access_log: bool,
+    /// `disable-robots`: `/robots.txt` is answered by Sluice with "disallow everything".
+    pub disable_robots: bool,
 }
 
 impl RoutePolicy {
@@ -93,6 +99,7 @@ impl RoutePolicy {
             send_timeout: g.proxy_send_timeout,
             read_timeout: g.proxy_read_timeout,
             enable_access_log: true,
+            disable_robots: false,
         }
     }
 }

@@ -51,6 +51,13 @@ impl CertSet {
     }
 }
 
+/// The TLS protocol versions a host accepts (`ssl-protocols`); Sluice speaks TLS 1.2 and 1.3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TlsVersions {
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
 /// SNI lookup: exact name, then one-label wildcard, then the default certificate.
 #[derive(Debug, Clone, Default)]
 pub struct CertStore {
@@ -59,9 +66,25 @@ pub struct CertStore {
     pub wildcard: HashMap<String, Arc<CertSet>>,
     /// From `--default-ssl-certificate`; when `None` the data plane uses its generated one.
     pub default: Option<Arc<CertSet>>,
+    /// `ssl-protocols` per host (exact name, or `*.parent` spelled that way): the TLS versions a
+    /// handshake for that SNI may use. Hosts not listed allow every version Sluice supports.
+    pub protocols: HashMap<String, TlsVersions>,
 }
 
 impl CertStore {
+    /// The TLS versions allowed for `sni`: exact name, then one-label wildcard.
+    pub fn protocols_for(&self, sni: Option<&str>) -> Option<TlsVersions> {
+        let name = sni?;
+        if let Some(v) = self.protocols.get(name) {
+            return Some(*v);
+        }
+        let (first, parent) = name.split_once('.')?;
+        if first.is_empty() {
+            return None;
+        }
+        self.protocols.get(&format!("*.{parent}")).copied()
+    }
+
     /// `name` is the SNI, lower-case.
     pub fn lookup(&self, name: Option<&str>) -> Option<&Arc<CertSet>> {
         if let Some(name) = name {

@@ -78,7 +78,7 @@ pub enum ProxyError {
 #[derive(Clone)]
 pub struct DataPlane {
     inner: Arc<router::Router>,
-    tls: tokio_rustls::TlsAcceptor,
+    tls: Arc<tls::TlsConfigs>,
     config: Arc<ProxyConfig>,
 }
 
@@ -106,12 +106,18 @@ impl DataPlane {
         config: ProxyConfig,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<DataPlane, ProxyError> {
-        let server_config = tls::server_config(snapshot.clone())?;
+        let tls = Arc::new(tls::TlsConfigs::new(snapshot.clone())?);
         Ok(DataPlane {
             inner: Arc::new(router::Router::new(snapshot, metrics)),
-            tls: tokio_rustls::TlsAcceptor::from(server_config),
+            tls,
             config: Arc::new(config),
         })
+    }
+
+    /// From now on `/status.tengine` answers 503, so L4 load balancers take this instance out
+    /// of rotation while it still serves.
+    pub fn start_draining(&self) {
+        self.inner.start_draining();
     }
 
     /// Serve plain HTTP (HTTP/1.1 + h2c prior knowledge) until `shutdown` is cancelled, then stop

@@ -2,6 +2,7 @@
 
 use crate::DataPlane;
 use crate::forward::ConnectionInfo;
+use crate::tls::TlsConfigs;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -12,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// Pause after an accept error that is not about one connection (e.g. out of file descriptors),
@@ -22,7 +22,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 pub(crate) async fn serve(
     plane: DataPlane,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsConfigs>>,
     shutdown: CancellationToken,
 ) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -92,7 +92,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 async fn serve_connection(
     plane: DataPlane,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsConfigs>>,
     stream: TcpStream,
     peer: SocketAddr,
     local_port: u16,

@@ -18,6 +18,7 @@ use sluice_model::{
     BackendSlot, CanaryTarget, GlobalOptions, HostTable, RoutePolicy, Snapshot, Unavailable,
 };
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// ingress-nginx's `no-tls-redirect-locations` default: ACME http-01 challenges must reach the
 /// solver over plain HTTP even on hosts that redirect to https.
@@ -27,12 +28,28 @@ const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 /// `proxy-next-upstream-tries` default), never more than the backend has.
 const MAX_CONNECT_TRIES: usize = 3;
 
+/// Tengine-Ingress's health file for L4 load balancers, answered for an IPv4-literal Host or
+/// this name.
+const STATUS_PATH: &str = "/status.tengine";
+const STATUS_HOST: &str = "status.tengine.com";
+
+/// What `disable-robots` answers at `/robots.txt`.
+const ROBOTS_DISALLOW_ALL: &str = "User-agent: *\nDisallow: /\n";
+
+/// Set by a trusted front load balancer to the scheme the client used.
+const X_CLIENT_SCHEME: &str = "x-client-scheme";
+
+/// `max-age=0`: tells browsers to forget an earlier pin, for hosts that do not force https.
+const HSTS_UNPIN: HeaderValue = HeaderValue::from_static("max-age=0");
+
 pub(crate) struct Router {
     snapshot: Arc<ArcSwap<Snapshot>>,
     pool: Arc<Pool>,
     /// The HSTS header of the last options seen, so it is formatted once per options change.
     hsts: ArcSwap<(Arc<GlobalOptions>, Option<HeaderValue>)>,
     metrics: Option<Arc<Metrics>>,
+    /// Set when shutdown starts: `/status.tengine` then answers 503 so L4 balancers drain.
+    draining: AtomicBool,
 }
 
 /// What a request needs from the snapshot, taken out so the snapshot is not held across awaits.
@@ -52,6 +69,28 @@ impl Router {
             pool: Arc::default(),
             hsts: ArcSwap::from_pointee((options, hsts)),
             metrics,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// 200 while a configuration is loaded and shutdown has not started, else 503.
+    fn status_tengine(&self) -> Response<ResponseBody> {
+        if self.draining.load(Ordering::Acquire) {
+            reply::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format_args!("shutting down; take this instance out of rotation"),
+            )
+        } else if self.snapshot.load().version == 0 {
+            reply::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format_args!("no configuration loaded yet"),
+            )
+        } else {
+            plain_ok("ok\n")
         }
     }
 
@@ -78,16 +117,24 @@ impl Router {
             .unwrap_or("");
         let host = HostTable::normalize(host_text);
         let path = request.uri().path();
+        if path == STATUS_PATH && is_status_host(&host) {
+            return self.status_tengine();
+        }
 
         let (matched, hsts) = {
             let snapshot = self.snapshot.load();
             let vhost = snapshot.hosts.lookup(&host);
-            let hsts = if conn.tls && vhost.tls {
-                self.hsts_for(&snapshot.options)
-            } else {
-                None
-            };
+            let https = conn.tls || client_said_https(&request, conn, &snapshot.options);
             let route = vhost.find(path);
+            // Tengine-Ingress's rule over ingress-nginx's HSTS options: the configured header
+            // where https is enforced, `max-age=0` where the route lets plain http through.
+            let hsts = match route {
+                _ if !https || !vhost.tls => None,
+                Some(r) if !r.policy.ssl_redirect && !r.policy.force_ssl_redirect => {
+                    Some(HSTS_UNPIN)
+                }
+                _ => self.hsts_for(&snapshot.options),
+            };
             exchange.matched(&snapshot, vhost, route, &host);
             let matched = route.map(|route| {
                 let (backend, canary) = canary::choose(route, request.headers(), request.uri());
@@ -100,9 +147,7 @@ impl Router {
             let redirect = match &matched {
                 // Without a host there is nowhere to redirect to.
                 Some(m)
-                    if !conn.tls
-                        && !host.is_empty()
-                        && !path.starts_with(ACME_CHALLENGE_PREFIX) =>
+                    if !https && !host.is_empty() && !path.starts_with(ACME_CHALLENGE_PREFIX) =>
                 {
                     (vhost.tls && m.policy.ssl_redirect) || m.policy.force_ssl_redirect
                 }
@@ -110,6 +155,15 @@ impl Router {
             };
             if redirect && let Some(m) = &matched {
                 return https_redirect(&host, &request, &m.policy);
+            }
+            if path == "/robots.txt" && matched.as_ref().is_some_and(|m| m.policy.disable_robots) {
+                let mut response = plain_ok(ROBOTS_DISALLOW_ALL);
+                if let Some(hsts) = hsts {
+                    response
+                        .headers_mut()
+                        .insert(STRICT_TRANSPORT_SECURITY, hsts);
+                }
+                return response;
             }
             (matched, hsts)
         };
@@ -286,6 +340,43 @@ fn origin_form(uri: &Uri) -> Uri {
         Some(pq) => Uri::from(pq.clone()),
         None => Uri::from_static("/"),
     }
+}
+
+/// An IPv4 literal or `status.tengine.com`, as Tengine-Ingress serves its health file.
+fn is_status_host(host: &str) -> bool {
+    host == STATUS_HOST || host.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+/// `X-Client-Scheme: https` from a peer listed in the `trusted-proxies` option.
+fn client_said_https<B>(
+    request: &Request<B>,
+    conn: &ConnectionInfo,
+    options: &GlobalOptions,
+) -> bool {
+    !options.trusted_proxies.is_empty()
+        && request
+            .headers()
+            .get(X_CLIENT_SCHEME)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+        && options
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(conn.peer.ip()))
+}
+
+/// A 200 text/plain answer written by Sluice with exactly `body`.
+fn plain_ok(body: &'static str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::Local(Some(bytes::Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    let headers = response.headers_mut();
+    headers.insert(SERVER, SERVER_NAME);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    response
 }
 
 fn hsts_value(options: &GlobalOptions) -> Option<HeaderValue> {

@@ -1,19 +1,28 @@
 //! TLS server configuration: the certificate is chosen per handshake from the current snapshot.
 //!
+//! `ssl-protocols` is enforced during the handshake: the ClientHello is read first, the SNI's
+//! allowed versions looked up in the snapshot, and the handshake continues with the config that
+//! offers exactly those versions, so a client without an allowed version gets rustls's
+//! `protocol_version` alert.
+//!
 //! One `ServerConfig` lives as long as the process. Its resolver loads the snapshot on every
 //! ClientHello, so a renewed certificate is served from the next handshake with no listener or
 //! config rebuild, and session tickets stay valid across snapshot swaps.
 
 use crate::ProxyError;
 use arc_swap::ArcSwap;
-use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
+use rustls::server::{Acceptor, StoresServerSessions};
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use sluice_model::Snapshot;
+use sluice_model::{Snapshot, TlsVersions};
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
+use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
 
 /// The name in the fallback certificate, so a client that sees it knows no real one applied.
 pub(crate) const FAKE_CERT_COMMON_NAME: &str = "Sluice Fake Certificate";
@@ -22,24 +31,70 @@ pub(crate) const FAKE_CERT_DNS_NAME: &str = "sluice.invalid";
 /// Session-ID resumption entries kept per data plane (a few hundred bytes each).
 const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
 
-pub(crate) fn server_config(
+/// One server config per allowed-version set, sharing the certificate resolver, the session
+/// cache and the ticket keys (so resumption works whichever config a handshake used).
+pub(crate) struct TlsConfigs {
     snapshot: Arc<ArcSwap<Snapshot>>,
-) -> Result<Arc<ServerConfig>, ProxyError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let resolver = SnapshotCertResolver {
-        snapshot,
-        fallback: fake_certificates(&provider)?,
-    };
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config.ticketer = process_ticketer()?;
-    // TLS 1.2 clients without ticket support resume by session ID; rustls keeps 256 by default,
-    // too few for a gateway's client population.
-    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
-    Ok(Arc::new(config))
+    both: Arc<ServerConfig>,
+    tls12: Arc<ServerConfig>,
+    tls13: Arc<ServerConfig>,
+}
+
+impl TlsConfigs {
+    pub(crate) fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Result<TlsConfigs, ProxyError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let resolver: Arc<dyn ResolvesServerCert> = Arc::new(SnapshotCertResolver {
+            snapshot: snapshot.clone(),
+            fallback: fake_certificates(&provider)?,
+        });
+        // TLS 1.2 clients without ticket support resume by session ID; rustls keeps 256 by
+        // default, too few for a gateway's client population.
+        let sessions: Arc<dyn StoresServerSessions> =
+            ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+        let ticketer = process_ticketer()?;
+        let config = |versions: &[&'static SupportedProtocolVersion]| {
+            let mut config = ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(versions)?
+                .with_no_client_auth()
+                .with_cert_resolver(resolver.clone());
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            config.ticketer = ticketer.clone();
+            config.session_storage = sessions.clone();
+            Ok::<_, ProxyError>(Arc::new(config))
+        };
+        Ok(TlsConfigs {
+            both: config(&[&rustls::version::TLS13, &rustls::version::TLS12])?,
+            tls12: config(&[&rustls::version::TLS12])?,
+            tls13: config(&[&rustls::version::TLS13])?,
+            snapshot,
+        })
+    }
+
+    /// Reads the ClientHello, picks the config allowed for its SNI, completes the handshake.
+    pub(crate) async fn accept(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+        let config = {
+            let hello = start.client_hello();
+            let sni = hello.server_name().map(str::to_ascii_lowercase);
+            let allowed = self
+                .snapshot
+                .load()
+                .certificates
+                .protocols_for(sni.as_deref());
+            match allowed {
+                Some(TlsVersions {
+                    tls12: true,
+                    tls13: false,
+                }) => self.tls12.clone(),
+                Some(TlsVersions {
+                    tls12: false,
+                    tls13: true,
+                }) => self.tls13.clone(),
+                _ => self.both.clone(),
+            }
+        };
+        start.into_stream(config).await
+    }
 }
 
 /// One ticket key schedule per process, so tickets issued by one listener (or one `DataPlane`)

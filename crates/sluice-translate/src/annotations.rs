@@ -14,6 +14,8 @@ pub struct IngressAnnotations {
     pub regex: bool,
     /// `canary: "true"`.
     pub canary: bool,
+    /// `ssl-protocols`: the TLS versions of this Ingress's hosts (first Ingress of a host wins).
+    pub ssl_protocols: Option<sluice_model::TlsVersions>,
 }
 
 /// One annotation that makes the Ingress impossible to serve as meant.
@@ -33,6 +35,7 @@ pub fn parse_annotations(
         policy: RoutePolicy::from_globals(globals),
         regex: false,
         canary: false,
+        ssl_protocols: None,
     };
     let mut errors = Vec::new();
     for (key, value) in annotations.into_iter().flatten() {
@@ -74,6 +77,10 @@ fn apply(a: &mut IngressAnnotations, name: &str, value: &str) -> Result<(), Stri
         // An empty target is no rewrite (ingress-nginx ignores empty annotations).
         "rewrite-target" => a.regex |= !value.trim().is_empty(),
         "canary" => a.canary = parse_bool(value)?,
+        "ssl-protocols" => {
+            a.ssl_protocols = Some(crate::ssl_protocols::parse_ssl_protocols(value)?)
+        }
+        "disable-robots" => p.disable_robots = parse_bool(value)?,
         _ => {}
     }
     Ok(())

@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use sluice_model::{
     BackendKey, BackendSlot, CanaryRoute, CertSet, CertStore, GlobalOptions, HostTable, ObjectKind,
     ObjectRef, Origin, PathKind, PathMatch, Problem, Route, RoutePolicy, RouteTarget, ServerCert,
-    ServicePortRef, Snapshot, VirtualHost,
+    ServicePortRef, Snapshot, TlsVersions, VirtualHost,
 };
 use sluice_store::{NamespacedName, ObjectStore, Stored};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -57,6 +57,7 @@ pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
         secrets: HashMap::new(),
         backends: BTreeMap::new(),
         canary_sites: PrimarySites::default(),
+        protocols: BTreeMap::new(),
         problems,
     };
     for ctx in &accepted {
@@ -217,6 +218,9 @@ struct Builder<'a> {
     backends: BTreeMap<BackendKey, Arc<BackendSlot>>,
     /// Primary routes by host, pathType and path, for canaries to find.
     canary_sites: PrimarySites,
+    /// `ssl-protocols` by host, from the first Ingress of the host that sets it, with that
+    /// Ingress.
+    protocols: BTreeMap<String, (TlsVersions, Arc<ObjectRef>)>,
     problems: Vec<Problem>,
 }
 
@@ -281,6 +285,36 @@ impl Builder<'_> {
             self.add_default_backend(ctx, backend, rules.is_empty(), &named_hosts);
         }
         self.add_tls(ctx);
+        if let Some(versions) = ctx.annotations.ssl_protocols {
+            self.add_protocols(ctx, &named_hosts, versions);
+        }
+    }
+
+    /// The first Ingress (in precedence order) that sets `ssl-protocols` for a host decides it;
+    /// canaries never do (they are not primaries).
+    fn add_protocols(&mut self, ctx: &IngressCtx<'_>, hosts: &[String], versions: TlsVersions) {
+        for host in hosts.iter().filter(|h| !h.is_empty()) {
+            match self.protocols.get(host) {
+                None => {
+                    self.protocols
+                        .insert(host.clone(), (versions, ctx.object.clone()));
+                }
+                Some((winner, owner)) if *winner != versions => {
+                    let p = ctx.warning(
+                        format!(
+                            "metadata.annotations[\"{}ssl-protocols\"]",
+                            crate::annotations::PREFIX
+                        ),
+                        format!(
+                            "host {host} already takes its ssl-protocols from {owner}, which \
+                             takes precedence; this value is ignored for that host"
+                        ),
+                    );
+                    self.problems.push(p);
+                }
+                Some(_) => {}
+            }
+        }
     }
 
     fn add_path(
@@ -612,6 +646,11 @@ impl Builder<'_> {
         }
         let mut certificates = CertStore {
             default: default_cert,
+            protocols: self
+                .protocols
+                .into_iter()
+                .map(|(host, (versions, _))| (host, versions))
+                .collect(),
             ..CertStore::default()
         };
         for (name, certs) in self.certs {

@@ -61,6 +61,13 @@ fn apply(o: &mut GlobalOptions, name: &str, value: &str) -> Result<bool, String>
         "proxy-send-timeout" => o.proxy_send_timeout = parse_timeout(value)?,
         "proxy-read-timeout" => o.proxy_read_timeout = parse_timeout(value)?,
         "regex-host-wide" => o.regex_host_wide = parse_bool(value)?,
+        "trusted-proxies" => {
+            o.trusted_proxies = value
+                .split(',')
+                .filter(|t| !t.trim().is_empty())
+                .map(sluice_model::Cidr::parse)
+                .collect::<Result<_, _>>()?
+        }
         _ => return Ok(false),
     }
     Ok(true)

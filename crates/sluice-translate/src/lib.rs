@@ -34,6 +34,7 @@ mod globals;
 mod names;
 mod referrer;
 mod rollout;
+mod ssl_protocols;
 mod validity;
 mod values;
 

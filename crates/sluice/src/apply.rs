@@ -26,15 +26,7 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Without `--state-dir`; the rollout ordinal comes from `POD_NAME` when it has one.
-    pub fn new(options: TranslateOptions, state: Arc<RuntimeState>) -> Self {
-        let gates = GateOptions {
-            instance_ordinal: GateOptions::ordinal_from(None),
-            state_dir: None,
-        };
-        Self::with_gates(options, state, gates)
-    }
-
+    /// `gates`: this instance's rollout ordinal and `--state-dir`.
     pub fn with_gates(
         options: TranslateOptions,
         state: Arc<RuntimeState>,

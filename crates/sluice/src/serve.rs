@@ -111,6 +111,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     wait_for_termination().await?;
     state.mark_shutting_down();
+    data_plane.start_draining();
     if let Some(kubernetes) = kubernetes {
         kubernetes.stop().await;
     }

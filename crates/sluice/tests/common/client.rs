@@ -269,6 +269,12 @@ pub fn tls_client(alpn: &[&[u8]]) -> Arc<ClientConfig> {
     )
 }
 
+/// TLS 1.3 only, HTTP/1.1.
+pub fn tls13_client() -> Arc<ClientConfig> {
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    client_config(provider, &[&rustls::version::TLS13], &[b"http/1.1"])
+}
+
 /// TLS 1.2 only, every default TLS 1.2 suite (ECDSA and RSA).
 pub fn tls12_client() -> Arc<ClientConfig> {
     let provider = Arc::new(aws_lc_rs::default_provider());

@@ -14,7 +14,7 @@ pub mod manifests;
 pub use backend::{Backend, refused_port};
 pub use client::{
     HttpConn, Resp, TlsSession, default_tls_client, get, get_tls, get_with, rsa_only_tls12_client,
-    tls_client, tls_handshake, tls_stream, tls12_client,
+    tls_client, tls_handshake, tls_stream, tls12_client, tls13_client,
 };
 pub use gateway::{Gateway, run_check, wait_for};
 pub use manifests::{

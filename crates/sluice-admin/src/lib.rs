@@ -3,8 +3,8 @@
 //! It reads the same snapshot pointer as the data plane and a small report written by the apply
 //! loop; it never blocks traffic.
 
-mod observability;
 mod gates;
+mod observability;
 mod server;
 mod state;
 mod views;

@@ -111,7 +111,12 @@ pub struct ServeArgs {
 
     /// Also expose another controller's metric names and labels on /metrics, so existing
     /// dashboards keep working: `ingress-nginx`.
-    #[arg(long, env = "SLUICE_METRICS_COMPAT", value_enum, value_name = "CONTROLLER")]
+    #[arg(
+        long,
+        env = "SLUICE_METRICS_COMPAT",
+        value_enum,
+        value_name = "CONTROLLER"
+    )]
     pub metrics_compat: Option<MetricsCompat>,
 }
 

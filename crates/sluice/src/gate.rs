@@ -452,3 +452,97 @@ fn count_referrer_drops(live: &ObjectStore, opts: &TranslateOptions, counters: &
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+    use sluice_store::StoredObject;
+
+    fn store_of(objects: Vec<Value>) -> ObjectStore {
+        let mut store = ObjectStore::new();
+        for v in objects {
+            let object = StoredObject::from_value(v).unwrap().unwrap();
+            store.upsert(object, Origin::ApiServer);
+        }
+        store
+    }
+
+    fn ingress(name: &str, version: &str) -> Value {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": "ns",
+                "annotations": {"nginx.ingress.kubernetes.io/version": version}},
+            "spec": {"ingressClassName": "sluice"}})
+    }
+
+    fn checksum(name: &str, created: Option<&str>, sum: &str) -> Value {
+        let mut v = json!({"apiVersion": "tengine.taobao.org/v1", "kind": "IngressCheckSum",
+            "metadata": {"name": name, "namespace": "ns"}, "spec": {"checksum": sum}});
+        if let Some(t) = created {
+            v["metadata"]["creationTimestamp"] = json!(t);
+        }
+        v
+    }
+
+    fn gates() -> Gates {
+        Gates::new(TranslateOptions::default(), GateOptions::default())
+    }
+
+    // md5("7-1")
+    const SUM_7_1: &str = "6b4b0ab7ae7d1ff0d9b1bb0d1f6a2b7c";
+
+    fn real_sum(ids: &[&str]) -> String {
+        checksum_of(&ids.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_newest_checksum_object_decides_not_any_matching_one() {
+        let good = real_sum(&["7-1"]);
+        assert_ne!(good, SUM_7_1, "the constant is only a wrong checksum");
+        let counters = GateCounters::default();
+        let store = store_of(vec![
+            ingress("web-7", "1"),
+            checksum("old", Some("2024-01-01T00:00:00Z"), &good),
+            checksum("new", Some("2024-02-01T00:00:00Z"), SUM_7_1),
+        ]);
+        let gated = gates().pass(&store, &counters);
+        assert_eq!(gated.report.ingress.state, GateState::Fail);
+        assert_eq!(
+            gated.report.ingress.checksum_object.as_deref(),
+            Some("ns/new")
+        );
+        assert!(gated.view.ingresses.is_empty(), "nothing was accepted yet");
+        assert_eq!(
+            counters
+                .ing_checksum_errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+
+        // Without a timestamp an object counts as newer than every timestamped one.
+        let store = store_of(vec![
+            ingress("web-7", "1"),
+            checksum("old", Some("2024-02-01T00:00:00Z"), SUM_7_1),
+            checksum("manifest", None, &good),
+        ]);
+        let gated = gates().pass(&store, &counters);
+        assert_eq!(gated.report.ingress.state, GateState::Pass);
+        assert_eq!(gated.view.ingresses.len(), 1);
+        assert_eq!(
+            counters
+                .ing_checksum_errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+
+    #[test]
+    fn no_checksum_object_gates_nothing() {
+        let counters = GateCounters::default();
+        let store = store_of(vec![ingress("web-7", "1")]);
+        let gated = gates().pass(&store, &counters);
+        assert_eq!(gated.report.ingress.state, GateState::None);
+        assert_eq!(gated.report.secret.state, GateState::None);
+        assert_eq!(gated.view.ingresses.len(), 1);
+    }
+}

@@ -34,10 +34,23 @@ pub(crate) fn metrics(state: &RuntimeState) -> Response<Full<Bytes>> {
     )
 }
 
-/// The checksum / rollout / referrer counters of tengine-extensions.md section 7, once the
-/// checksum gates publish them in [`RuntimeState`]; until then they are not exported.
-fn tengine_counters(_state: &RuntimeState) -> Option<TengineCounters> {
-    None
+/// The checksum and referrer counters of tengine-extensions.md section 7, as the apply loop's
+/// checksum gates count them. `sslcert_verify_fail` and `canary_num_limit_exceeded` stay 0:
+/// Sluice reports those cases as problems instead.
+fn tengine_counters(state: &RuntimeState) -> Option<TengineCounters> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let c = &state.gate_counters;
+    let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    Some(TengineCounters {
+        ing_checksum_success: v(&c.ing_checksum_success),
+        ing_checksum_errors: v(&c.ing_checksum_errors),
+        secret_checksum_success: v(&c.secret_checksum_success),
+        secret_checksum_errors: v(&c.secret_checksum_errors),
+        sslcert_verify_fail: 0,
+        ing_referrer_verify_fail: v(&c.ing_referrer_verify_fail),
+        canary_referrer_verify_fail: v(&c.canary_referrer_verify_fail),
+        canary_num_limit_exceeded: 0,
+    })
 }
 
 pub(crate) fn stats(state: &RuntimeState, host: Option<&str>) -> Response<Full<Bytes>> {

@@ -88,6 +88,15 @@ async fn ingress_checksum_holds_ingress_changes_while_endpoints_keep_flowing() {
         .await;
     assert_eq!(problem["object"]["kind"], "IngressCheckSum", "{problem}");
     assert_eq!(gw.backend_of("gate.test", "/").await, "a");
+    let metrics = gw.admin_get("/metrics").await.expect("GET /metrics").body;
+    let sample = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+    };
+    assert!(sample("sluice_checksum_success_total{kind=\"ingress\"}") >= 1);
+    assert!(sample("sluice_checksum_errors{kind=\"ingress\"}") >= 1);
 
     // Endpoints are not Ingress changes: they still apply.
     dir.write(

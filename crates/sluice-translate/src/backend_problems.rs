@@ -1,10 +1,11 @@
 //! Routes whose Service is missing answer 503; say so where users look for problems. Computed from
 //! the snapshot, not the store, so it stays true after endpoint-only updates too.
 
-use sluice_model::{Endpoints, Problem, Route, Snapshot, Unavailable};
+use sluice_model::{BackendSlot, Endpoints, Problem, RouteTarget, Snapshot, Unavailable};
 use std::collections::BTreeSet;
 
-/// A warning per (Ingress, backend) whose Service or Service port does not exist.
+/// A warning per (Ingress, backend) whose Service or Service port does not exist, canary
+/// Ingresses included.
 pub fn backend_problems(snapshot: &Snapshot) -> Vec<Problem> {
     let mut seen = BTreeSet::new();
     let mut problems = Vec::new();
@@ -12,20 +13,29 @@ pub fn backend_problems(snapshot: &Snapshot) -> Vec<Problem> {
         .hosts
         .iter()
         .flat_map(|vhost| vhost.routes.iter().chain(vhost.fallback.as_ref()));
-    for route in routes {
-        let Some(reason) = unavailable_reason(route) else {
+    let backends = routes.flat_map(|route| {
+        let canaries = match &route.target {
+            RouteTarget::Canaries(set) => &set.canaries[..],
+            RouteTarget::Backend(_) => &[],
+        };
+        std::iter::once((&route.ingress, route.backend())).chain(
+            canaries
+                .iter()
+                .map(|c| (&c.target.ingress, &c.target.backend)),
+        )
+    });
+    for (ingress, slot) in backends {
+        let Some(reason) = unavailable_reason(slot) else {
             continue;
         };
-        let slot = route.backend();
-        if seen.insert(((*route.ingress).clone(), slot.key.clone())) {
-            problems.push(Problem::warning((*route.ingress).clone(), reason));
+        if seen.insert(((**ingress).clone(), slot.key.clone())) {
+            problems.push(Problem::warning((**ingress).clone(), reason));
         }
     }
     problems
 }
 
-fn unavailable_reason(route: &Route) -> Option<String> {
-    let slot = route.backend();
+fn unavailable_reason(slot: &BackendSlot) -> Option<String> {
     let key = &slot.key;
     match slot.endpoints().as_ref() {
         Endpoints::Unavailable(Unavailable::NoService) => Some(format!(
@@ -46,8 +56,8 @@ fn unavailable_reason(route: &Route) -> Option<String> {
 mod tests {
     use super::*;
     use sluice_model::{
-        BackendKey, BackendSlot, HostTable, ObjectKind, ObjectRef, PathMatch, RoutePolicy,
-        RouteTarget, ServicePortRef, Upstream, VirtualHost,
+        BackendKey, HostTable, ObjectKind, ObjectRef, PathMatch, Route, RoutePolicy,
+        ServicePortRef, Upstream, VirtualHost,
     };
     use std::sync::Arc;
 

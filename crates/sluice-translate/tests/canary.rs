@@ -347,3 +347,19 @@ fn canaries_without_a_matching_primary_are_dropped_and_reported() {
     assert_eq!(nothing.len(), 1, "{}", show(&t.problems));
     assert!(nothing[0].reason.contains("receives no traffic"));
 }
+
+#[test]
+fn missing_canary_services_are_reported_on_the_canary() {
+    let t = translate_fixtures(&["canary.yaml"]);
+    // The fixture defines no Services at all.
+    let problems = sluice_translate::backend_problems(&t.snapshot);
+    let on_canary = problems_of(&problems, "weight-old");
+    assert_eq!(on_canary.len(), 1, "{}", show(&problems));
+    assert!(
+        on_canary[0]
+            .reason
+            .contains("Service shop/weight-old does not exist"),
+        "{}",
+        on_canary[0]
+    );
+}

@@ -52,6 +52,31 @@ pub struct RouteView {
     pub unavailable: Option<String>,
     pub ssl_redirect: bool,
     pub force_ssl_redirect: bool,
+    /// The canary rules of the route, in evaluation order (first match wins).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub canaries: Vec<CanaryView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryView {
+    pub rule: String,
+    pub backend: String,
+    pub ingress: String,
+}
+
+fn canary_views(route: &Route) -> Vec<CanaryView> {
+    let sluice_model::RouteTarget::Canaries(set) = &route.target else {
+        return Vec::new();
+    };
+    set.canaries
+        .iter()
+        .map(|c| CanaryView {
+            rule: c.rule.describe(set.weight_total),
+            backend: c.target.backend.key.to_string(),
+            ingress: format!("{}/{}", c.target.ingress.namespace, c.target.ingress.name),
+        })
+        .collect()
 }
 
 fn route_view(host: &str, route: &Route, fallback: bool) -> RouteView {
@@ -76,6 +101,7 @@ fn route_view(host: &str, route: &Route, fallback: bool) -> RouteView {
         unavailable,
         ssl_redirect: route.policy.ssl_redirect,
         force_ssl_redirect: route.policy.force_ssl_redirect,
+        canaries: canary_views(route),
     }
 }
 

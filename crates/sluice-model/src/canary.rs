@@ -50,6 +50,32 @@ pub enum CanaryRule {
     Weight { weight: u32 },
 }
 
+impl CanaryRule {
+    /// One line for people (`header x-canary: always`, `weight 20 of 100`).
+    pub fn describe(&self, weight_total: u32) -> String {
+        let (kind, name, matcher) = match self {
+            CanaryRule::Header { name, matcher } => ("header", name, matcher),
+            CanaryRule::Cookie { name, matcher } => ("cookie", name, matcher),
+            CanaryRule::Query { name, matcher } => ("query", name, matcher),
+            CanaryRule::Weight { weight } => return format!("weight {weight} of {weight_total}"),
+        };
+        let how = match matcher {
+            ValueMatch::Always {
+                never_means_primary: true,
+            } => "always (never: primary)".to_string(),
+            ValueMatch::Always { .. } => "always".to_string(),
+            ValueMatch::List(values) => format!("one of {}", values.join("||")),
+            ValueMatch::Pattern(regex) => format!("matches /{}/", regex.as_str()),
+            ValueMatch::Modulo {
+                divisor,
+                op,
+                remainder,
+            } => format!("% {divisor} {} {remainder}", op.as_str()),
+        };
+        format!("{kind} {name}: {how}")
+    }
+}
+
 /// How a header, cookie or query value selects the canary.
 #[derive(Debug, Clone)]
 pub enum ValueMatch {
@@ -88,6 +114,16 @@ impl ModOp {
             "<=" => ModOp::Le,
             _ => return None,
         })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModOp::Eq => "==",
+            ModOp::Gt => ">",
+            ModOp::Ge => ">=",
+            ModOp::Lt => "<",
+            ModOp::Le => "<=",
+        }
     }
 
     fn holds(self, left: u64, right: u64) -> bool {

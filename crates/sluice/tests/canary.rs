@@ -264,6 +264,35 @@ async fn precedence_is_header_cookie_query_weight_then_age() {
     let gw = Gateway::start(&dir, &[]).await;
     gw.wait_backend(host, "/", "wt").await;
 
+    // The admin API lists the rules in evaluation order.
+    let routes = gw.routes(host).await;
+    let rules: Vec<(String, String)> = routes[0]["canaries"]
+        .as_array()
+        .expect("canaries listed")
+        .iter()
+        .map(|c| {
+            (
+                c["ingress"].as_str().unwrap_or_default().to_string(),
+                c["rule"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("h-old", "header x-h: always (never: primary)"),
+        ("h-new", "header x-h: one of always||special"),
+        ("ck", "cookie c: always (never: primary)"),
+        ("qy", "query q: always"),
+        ("wt", "weight 100 of 100"),
+    ];
+    assert_eq!(
+        rules,
+        expected
+            .iter()
+            .map(|(i, r)| (format!("{NS}/{i}"), r.to_string()))
+            .collect::<Vec<_>>(),
+        "{routes:?}"
+    );
+
     let mut conn = HttpConn::plain(gw.http).await.expect("connect");
     let cases: [(&str, &[(&str, &str)], &str); 9] = [
         ("/", &[], "wt"),

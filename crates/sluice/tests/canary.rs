@@ -222,6 +222,13 @@ async fn every_kind_with_every_match_type() {
     }
 }
 
+/// A request (path, headers) and the backend expected to answer it.
+type Request = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn precedence_is_header_cookie_query_weight_then_age() {
     let dir = ManifestDir::new();
@@ -294,7 +301,8 @@ async fn precedence_is_header_cookie_query_weight_then_age() {
     );
 
     let mut conn = HttpConn::plain(gw.http).await.expect("connect");
-    let cases: [(&str, &[(&str, &str)], &str); 9] = [
+    // (path, headers, expected backend)
+    let cases: [Request; 9] = [
         ("/", &[], "wt"),
         ("/?q=always", &[], "qy"),
         ("/?q=always", &[("cookie", "c=always")], "ck"),
@@ -553,4 +561,118 @@ async fn actions_apply_on_header_and_weight_canaries() {
         .await
         .expect("request");
     assert_eq!(r.echo().expect("echo")["path"], "/plain?k=v&rid=r2");
+}
+
+/// Which backend answers a request with these headers on a fresh connection, if any answered.
+async fn answer_with(
+    gw: &Gateway,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, Option<String>)> {
+    let r = get_with(gw.http, host, "/", headers).await.ok()?;
+    Some((r.status, r.backend()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_follow_live_changes_of_ingresses_and_endpoints() {
+    let dir = ManifestDir::new();
+    let main = Backend::echo("main").await;
+    let green = Backend::echo("green").await;
+    dir.write("svc-main.yaml", &backend_service(NS, &main));
+    // The canary's Service starts without endpoints.
+    dir.write("svc-green.yaml", &service_with_slices(NS, "green", &[]));
+    dir.write("primary.yaml", &primary("live", "live.test", "main").yaml());
+    let gw = Gateway::start(&dir, &[]).await;
+    gw.wait_backend("live.test", "/", "main").await;
+
+    dir.write(
+        "canary.yaml",
+        &canary(
+            "live-green",
+            "live.test",
+            "green",
+            &[("canary-by-header", "x-green")],
+        )
+        .yaml(),
+    );
+    let on = [("x-green", "always")];
+    wait_for("the canary without endpoints to answer 503", async || {
+        (answer_with(&gw, "live.test", &on).await? == (503, None)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        answer_with(&gw, "live.test", &[]).await,
+        Some((200, Some("main".to_string())))
+    );
+
+    // An endpoint-only change reaches the canary's backend.
+    dir.write("svc-green.yaml", &backend_service(NS, &green));
+    wait_for("the canary to reach its new endpoint", async || {
+        (answer_with(&gw, "live.test", &on).await? == (200, Some("green".to_string())))
+            .then_some(())
+    })
+    .await;
+
+    // Turning the canary into a weight-100 canary moves all traffic; removing it moves it back.
+    dir.write(
+        "canary.yaml",
+        &canary(
+            "live-green",
+            "live.test",
+            "green",
+            &[("canary-weight", "100")],
+        )
+        .yaml(),
+    );
+    gw.wait_backend("live.test", "/", "green").await;
+    dir.remove("canary.yaml");
+    gw.wait_backend("live.test", "/", "main").await;
+    assert_eq!(
+        answer_with(&gw, "live.test", &on).await,
+        Some((200, Some("main".to_string())))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_work_over_http2() {
+    let dir = ManifestDir::new();
+    let _b = backends(&dir, &["main", "canary"]).await;
+    let list = [
+        primary("h2", "h2.test", "main").yaml(),
+        canary(
+            "h2-cookie",
+            "h2.test",
+            "canary",
+            &[
+                ("canary-by-cookie", "ck"),
+                ("canary-by-cookie-value", "yes"),
+                ("canary-request-add-query", "via=canary"),
+                ("canary-response-add-header", "x-canary:$host"),
+            ],
+        )
+        .yaml(),
+    ];
+    dir.write("ingresses.yaml", &docs(&list));
+    let gw = Gateway::start(&dir, &[]).await;
+    gw.wait_backend("h2.test", "/", "main").await;
+
+    let mut conn = HttpConn::h2c(gw.http).await.expect("h2c connect");
+    // HTTP/2 clients may send each cookie in its own header field.
+    let r = conn
+        .send(
+            "h2.test",
+            "/p?x=1",
+            &[("cookie", "a=1"), ("cookie", "ck=YES")],
+        )
+        .await
+        .expect("request");
+    assert_eq!(r.backend().as_deref(), Some("canary"), "{}", r.body);
+    assert_eq!(r.echo().expect("echo")["path"], "/p?x=1&via=canary");
+    assert_eq!(r.header("x-canary"), Some("h2.test"));
+    let r = conn
+        .send("h2.test", "/p", &[("cookie", "ck=no")])
+        .await
+        .expect("request");
+    assert_eq!(r.backend().as_deref(), Some("main"), "{}", r.body);
+    assert!(r.header("x-canary").is_none());
 }

@@ -23,6 +23,10 @@
 //! - Headers: hop-by-hop headers are dropped both ways; `X-Forwarded-For` and `X-Real-IP` are the
 //!   peer address (client-supplied values are replaced, nothing in front is trusted yet);
 //!   `X-Request-ID` is kept or generated; `Proxy` and `Expect` are dropped.
+//! - Canaries: a route's canary rules are evaluated in order (header, cookie, query: first match
+//!   wins; weights: one thread-local draw per request out of the route's total); the chosen
+//!   canary's backend takes the request and its actions edit the upstream request and the
+//!   response. Routes without canaries skip all of it.
 //! - Upgrades (WebSocket) are tunnelled for HTTP/1.1 clients; `h2c` upgrades are not. Tunnels are
 //!   not waited for at shutdown; HTTP requests are, up to `drain_timeout`.
 

@@ -161,3 +161,151 @@ impl Metrics {
         stats::build(&self.readouts(), self.started.elapsed().as_secs(), host)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_model::{
+        BackendKey, BackendSlot, Endpoints, HostTable, ObjectKind, ObjectRef, PathMatch,
+        RoutePolicy, RouteTarget, ServicePortRef,
+    };
+
+    fn route(ingress: &str, service: &str, path: &str) -> Route {
+        Route {
+            path: PathMatch::prefix(path),
+            target: RouteTarget::Backend(Arc::new(BackendSlot::new(
+                BackendKey {
+                    namespace: "ns".into(),
+                    service: service.into(),
+                    port: ServicePortRef::Number(80),
+                },
+                Endpoints::Ready(Vec::new()),
+            ))),
+            policy: Arc::new(RoutePolicy::default()),
+            ingress: Arc::new(ObjectRef::new(ObjectKind::Ingress, "ns", ingress)),
+        }
+    }
+
+    fn snapshot(version: u64, hosts: &[&str]) -> Arc<Snapshot> {
+        let mut table = HostTable::default();
+        for host in hosts {
+            table.insert(Arc::new(VirtualHost {
+                name: host.to_string(),
+                routes: vec![route(&format!("ing-{host}"), "svc", "/")],
+                ..VirtualHost::default()
+            }));
+        }
+        Arc::new(Snapshot {
+            version,
+            hosts: table,
+            ..Snapshot::default()
+        })
+    }
+
+    fn observation(status: u16) -> Observation {
+        Observation {
+            method: method_index("GET"),
+            status,
+            canary: false,
+            request_bytes: 3,
+            response_bytes: 7,
+            duration: Duration::from_millis(2),
+            upstream: Some(Duration::from_millis(1)),
+        }
+    }
+
+    fn hit(metrics: &Metrics, snapshot: &Arc<Snapshot>, host: &str, status: u16) -> bool {
+        let vhost = snapshot.hosts.lookup(host);
+        match metrics.route_stats(snapshot, vhost, vhost.routes.first()) {
+            Some(stats) => {
+                metrics.record(&stats, &observation(status), Instant::now());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn config(snapshot: &Snapshot) -> ConfigState<'_> {
+        ConfigState {
+            snapshot,
+            applied_at: SystemTime::UNIX_EPOCH,
+            apply_duration: Duration::ZERO,
+            rejected: 0,
+            warnings: 0,
+            tengine: None,
+        }
+    }
+
+    #[test]
+    fn counts_survive_swaps_and_gone_routes_disappear() {
+        let metrics = Metrics::default();
+        let first = snapshot(1, &["a.test", "b.test"]);
+        metrics.refresh(&first);
+        assert!(hit(&metrics, &first, "a.test", 200));
+        assert!(hit(&metrics, &first, "b.test", 503));
+        let text = metrics.render_prometheus(&config(&first));
+        assert!(text.contains("sluice_http_requests_total{host=\"b.test\",namespace=\"ns\",ingress=\"ing-b.test\",service=\"svc\",path=\"/\",method=\"GET\",code=\"503\",canary=\"false\"} 1\n"), "{text}");
+
+        // The same routes rebuilt (new objects, same labels) keep their counts; b.test is gone.
+        let second = snapshot(2, &["a.test"]);
+        metrics.refresh(&second);
+        assert!(hit(&metrics, &second, "a.test", 200));
+        let stats = metrics.stats(None);
+        assert_eq!(stats.hosts.len(), 1);
+        assert_eq!(stats.hosts[0].host, "a.test");
+        assert_eq!(stats.hosts[0].requests, 2);
+        assert_eq!(stats.hosts[0].bytes_in, 6);
+        assert_eq!(stats.hosts[0].bytes_out, 14);
+        let text = metrics.render_prometheus(&config(&second));
+        assert!(!text.contains("b.test"), "{text}");
+
+        // A request still holding the old snapshot counts for a route that survived, and does
+        // not bring back one that is gone.
+        assert!(hit(&metrics, &first, "a.test", 200));
+        assert!(!hit(&metrics, &first, "b.test", 200));
+        assert!(
+            !metrics
+                .render_prometheus(&config(&second))
+                .contains("b.test")
+        );
+        assert_eq!(metrics.stats(Some("a.test")).hosts[0].requests, 3);
+    }
+
+    #[test]
+    fn a_snapshot_not_yet_indexed_still_counts() {
+        let metrics = Metrics::default();
+        let first = snapshot(1, &["a.test"]);
+        metrics.refresh(&first);
+        // Swapped in, not yet refreshed: found by labels, created when new.
+        let second = snapshot(2, &["a.test", "c.test"]);
+        assert!(hit(&metrics, &second, "a.test", 200));
+        assert!(hit(&metrics, &second, "c.test", 200));
+        metrics.refresh(&second);
+        assert!(hit(&metrics, &second, "c.test", 200));
+        let stats = metrics.stats(None);
+        let requests: Vec<(String, u64)> = stats
+            .hosts
+            .iter()
+            .map(|h| (h.host.clone(), h.requests))
+            .collect();
+        assert_eq!(
+            requests,
+            [("c.test".to_string(), 2), ("a.test".to_string(), 1)]
+        );
+    }
+
+    #[test]
+    fn requests_matching_no_path_count_under_their_host() {
+        let metrics = Metrics::default();
+        let s = snapshot(1, &["a.test"]);
+        metrics.refresh(&s);
+        for host in ["a.test", "unknown.test"] {
+            let vhost = s.hosts.lookup(host);
+            let stats = metrics.route_stats(&s, vhost, None).expect("host stats");
+            metrics.record(&stats, &observation(404), Instant::now());
+        }
+        let text = metrics.render_prometheus(&config(&s));
+        assert!(text.contains("host=\"a.test\",namespace=\"\",ingress=\"\",service=\"\",path=\"\",method=\"GET\",code=\"404\""), "{text}");
+        assert!(text.contains("host=\"_\",namespace=\"\""), "{text}");
+    }
+}

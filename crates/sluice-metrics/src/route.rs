@@ -9,7 +9,7 @@ use crate::shard::{Padded, shard_index, shards};
 use arc_swap::ArcSwap;
 use sluice_model::{Route, VirtualHost};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// What labels a route's series: the configured host (`_` for the default server), the Ingress,
@@ -130,7 +130,9 @@ pub struct RouteStats {
     /// requests; after that every request only reads.
     series: ArcSwap<Vec<Arc<Series>>>,
     adding: Mutex<()>,
-    rates: Box<[Padded<RateShard>]>,
+    /// Allocated with the first request: a configuration of many hosts costs little for the
+    /// routes that see no traffic.
+    rates: OnceLock<Box<[Padded<RateShard>]>>,
     upstream_failures: AtomicU64,
     upstream_timeouts: AtomicU64,
 }
@@ -152,7 +154,7 @@ impl RouteStats {
             key,
             series: ArcSwap::from_pointee(Vec::new()),
             adding: Mutex::new(()),
-            rates: shards(),
+            rates: OnceLock::new(),
             upstream_failures: AtomicU64::new(0),
             upstream_timeouts: AtomicU64::new(0),
         }
@@ -203,7 +205,7 @@ impl RouteStats {
     }
 
     fn count_rate(&self, shard: usize, status: u16, second: u32) {
-        let rates = &self.rates[shard].0;
+        let rates = &self.rates.get_or_init(shards)[shard].0;
         rates.requests.bump(second);
         if status >= 500 {
             rates.server_errors.bump(second);
@@ -237,7 +239,7 @@ impl RouteStats {
         series.sort_by_key(|s| s.key);
         let mut requests_per_second = SecondCounts::default();
         let mut server_errors_per_second = SecondCounts::default();
-        for rate in self.rates.iter() {
+        for rate in self.rates.get().into_iter().flat_map(|r| r.iter()) {
             requests_per_second.add_ring(&rate.0.requests, now_second);
             server_errors_per_second.add_ring(&rate.0.server_errors, now_second);
         }

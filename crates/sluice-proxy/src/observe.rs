@@ -146,20 +146,11 @@ impl Exchange {
     /// Hands the observations to the response body, which records them when it is done.
     pub(crate) fn finish(self, response: Response<ResponseBody>) -> Response<MeteredBody> {
         let status = response.status().as_u16();
-        let pending = self.tracking.map(|mut t| {
-            if let Some(log) = &mut t.log {
-                log.status = status;
-                log.canary = t.canary;
-            }
-            Pending {
-                tracking: t,
-                status,
-                response_bytes: 0,
-            }
-        });
         response.map(|inner| MeteredBody {
             inner,
-            pending: pending.map(Box::new),
+            tracking: self.tracking,
+            status,
+            response_bytes: 0,
         })
     }
 }
@@ -180,33 +171,29 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-struct Pending {
-    tracking: Box<Tracking>,
-    status: u16,
-    response_bytes: u64,
-}
-
-impl Pending {
-    fn record(self) {
+impl Tracking {
+    fn record(self: Box<Self>, status: u16, response_bytes: u64) {
         let finished = Instant::now();
-        let t = self.tracking;
+        let t = *self;
         let duration = finished.saturating_duration_since(t.started);
         let request_bytes = t.request_body.as_ref().map_or(0, |b| b.received());
         if let Some(route) = &t.route {
             let observation = Observation {
                 method: t.method,
-                status: self.status,
+                status,
                 canary: t.canary,
                 request_bytes,
-                response_bytes: self.response_bytes,
+                response_bytes,
                 duration,
                 upstream: t.upstream_latency,
             };
             t.metrics.record(route, &observation, finished);
         }
         if let (Some(mut entry), Some(log)) = (t.log, t.metrics.access_log()) {
+            entry.status = status;
+            entry.canary = t.canary;
             entry.request_bytes = request_bytes;
-            entry.response_bytes = self.response_bytes;
+            entry.response_bytes = response_bytes;
             entry.duration = duration;
             log.log(entry);
         }
@@ -216,13 +203,15 @@ impl Pending {
 /// The response body on its way to the client, counting what it sends.
 pub(crate) struct MeteredBody {
     inner: ResponseBody,
-    pending: Option<Box<Pending>>,
+    tracking: Option<Box<Tracking>>,
+    status: u16,
+    response_bytes: u64,
 }
 
 impl Drop for MeteredBody {
     fn drop(&mut self) {
-        if let Some(pending) = self.pending.take() {
-            pending.record();
+        if let Some(tracking) = self.tracking.take() {
+            tracking.record(self.status, self.response_bytes);
         }
     }
 }
@@ -237,10 +226,10 @@ impl Body for MeteredBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some(pending)) = (&polled, &mut this.pending)
+        if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
-            pending.response_bytes += data.len() as u64;
+            this.response_bytes += data.len() as u64;
         }
         polled
     }

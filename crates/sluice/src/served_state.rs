@@ -23,7 +23,7 @@ pub struct ServedState {
 }
 
 /// The served versions read back at start.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Restored {
     pub ingresses: BTreeMap<NamespacedName, Stored<Ingress>>,
     pub secrets: BTreeMap<NamespacedName, Stored<Secret>>,
@@ -150,4 +150,46 @@ fn restore<T>(entries: BTreeMap<String, Entry<T>>) -> BTreeMap<NamespacedName, S
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_store::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn served_versions_round_trip_with_their_origin() {
+        let dir = std::env::temp_dir().join(format!("sluice-served-{}", std::process::id()));
+        let state = ServedState::new(dir.clone());
+        assert!(state.load().unwrap().is_none(), "no file yet");
+        let key = NamespacedName::new("ns", "web-7");
+        let ingress = Ingress {
+            metadata: ObjectMeta {
+                name: Some("web-7".into()),
+                namespace: Some("ns".into()),
+                ..ObjectMeta::default()
+            },
+            ..Ingress::default()
+        };
+        let origin = Origin::File {
+            path: Arc::from("/m/web.yaml"),
+            line: 3,
+        };
+        let ingresses = BTreeMap::from([(
+            key.clone(),
+            Stored {
+                object: Arc::new(ingress.clone()),
+                origin: origin.clone(),
+            },
+        )]);
+        state.save(&ingresses, &BTreeMap::new()).unwrap();
+        let restored = state.load().unwrap().unwrap();
+        assert_eq!(*restored.ingresses[&key].object, ingress);
+        assert_eq!(restored.ingresses[&key].origin, origin);
+        assert!(restored.secrets.is_empty());
+
+        std::fs::write(state.path(), b"{not json").unwrap();
+        assert!(state.load().unwrap_err().contains("delete it"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

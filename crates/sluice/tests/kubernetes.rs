@@ -290,6 +290,44 @@ async fn the_api_server_restarting_under_traffic_fails_no_request_and_later_chan
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_every_kind_is_listed_which_a_missing_permission_prevents() {
+    require_netns!();
+    let (cluster, mut netns) = cluster().await;
+    let ip = netns.add_address();
+    netns.backend(ip, 8080, "web").await;
+    cluster.apply(service(APPS, "web", 8080)).await;
+    cluster
+        .apply(endpoint_slice(APPS, "web", &[ip], 8080))
+        .await;
+    cluster.apply(ingress(APPS, "web", "web.test", "web")).await;
+    // Without its ClusterRoleBinding Sluice may list nothing: it must not turn ready.
+    cluster
+        .delete(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            "",
+            "sluice",
+        )
+        .await;
+    let gw = cluster.spawn_sluice("sluice-0", &[]).await;
+    let unready = wait_for("/readyz to answer", async || {
+        gw.admin_get("/readyz").await.ok().map(|r| r.status)
+    })
+    .await;
+    assert_eq!(unready, 503, "ready although nothing could be listed");
+    // Several list retries later it still is not ready.
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < watch_until {
+        let r = gw.admin_get("/readyz").await.expect("/readyz");
+        assert_eq!(r.status, 503, "ready although nothing could be listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.apply_shipped_rbac().await;
+    gw.wait_ready().await;
+    assert_eq!(served_by(&gw, "web.test").await.as_deref(), Some("web"));
+}
+
 /// The address an Ingress's status publishes, if any.
 async fn status_address(cluster: &KubeCluster, name: &str) -> Option<String> {
     let ing = cluster.get(NETWORKING, "Ingress", APPS, name).await?;
@@ -415,5 +453,86 @@ async fn one_replica_leads_writes_status_and_events_and_the_other_takes_over() {
     assert!(
         took_over < Duration::from_secs(10),
         "takeover took {took_over:?}"
+    );
+}
+
+/// Resident and peak memory of a process, in MiB (VmRSS, VmHWM).
+fn memory_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib / 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Measures the initial sync of many Ingresses (each with its own Service and EndpointSlice):
+/// time from start to ready, and memory. Not a pass/fail test; run it with
+/// `cargo test -p sluice --release --test kubernetes -- --ignored --nocapture initial_sync`
+/// (`SLUICE_BENCH_INGRESSES`, default 20000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement that takes minutes; run it by hand"]
+async fn initial_sync_of_many_ingresses() {
+    require_netns!();
+    let count: usize = std::env::var("SLUICE_BENCH_INGRESSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let cluster = KubeCluster::start().await;
+    cluster.apply(namespace(APPS)).await;
+    cluster.apply(ingress_class("sluice")).await;
+    // Every endpoint is the one backend in the test's own network namespace: requests must
+    // only ever reach addresses this test made.
+    let mut netns = NetNs::create();
+    let ip = netns.add_address();
+    netns.backend(ip, 8080, "bench").await;
+    let created = Instant::now();
+    for kind in ["Service", "EndpointSlice", "Ingress"] {
+        let objects: Vec<Value> = (0..count)
+            .map(|i| {
+                let name = format!("app-{i}");
+                match kind {
+                    "Service" => service(APPS, &name, 8080),
+                    "EndpointSlice" => endpoint_slice(APPS, &name, &[ip], 8080),
+                    _ => ingress(APPS, &name, &format!("app-{i}.bench.test"), &name),
+                }
+            })
+            .collect();
+        cluster.create_many(objects, 32).await;
+        eprintln!("created {count} {kind}s after {:?}", created.elapsed());
+    }
+    let started = Instant::now();
+    let gw = cluster.sluice("sluice-0", &[]).await;
+    let ready = started.elapsed();
+    let (rss, peak) = memory_mib(gw.pid());
+    let r = gw
+        .get(&format!("app-{}.bench.test", count - 1), "/")
+        .await
+        .expect("request");
+    assert_eq!(
+        demo_backend(&r).as_deref(),
+        Some("bench"),
+        "the last Ingress is routed: {}",
+        r.body
+    );
+    eprintln!(
+        "initial sync of {count} Ingresses + {count} Services + {count} EndpointSlices: ready after {ready:?}; RSS {rss} MiB (peak {peak} MiB)"
+    );
+    // One more change after the big sync: how long a single update takes at this size.
+    cluster
+        .apply(ingress(APPS, "late", "late.bench.test", "app-0"))
+        .await;
+    let applied = Instant::now();
+    wait_long("the late Ingress", Duration::from_secs(60), async || {
+        (served_by(&gw, "late.bench.test").await.as_deref() == Some("bench")).then_some(())
+    })
+    .await;
+    let (rss, peak) = memory_mib(gw.pid());
+    eprintln!(
+        "one more Ingress applied after {:?} at this size; RSS {rss} MiB (peak {peak} MiB)",
+        applied.elapsed()
     );
 }

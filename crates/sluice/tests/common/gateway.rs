@@ -34,6 +34,14 @@ impl Gateway {
     /// `sluice serve` with `args` (the source flags and any others) and extra environment
     /// variables, every listener on 127.0.0.1:0. Returns once `/readyz` answers 200.
     pub async fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Gateway {
+        let gateway = Gateway::spawn_with(args, envs).await;
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    /// Like [`Gateway::start_with`], but returns as soon as the listeners are announced, ready
+    /// or not.
+    pub async fn spawn_with(args: &[&str], envs: &[(&str, &str)]) -> Gateway {
         let extra = args;
         let drain_delay: &[&str] = if extra.contains(&"--drain-delay") {
             &[]
@@ -93,12 +101,17 @@ impl Gateway {
         // Keep draining stderr so the child never blocks on a full pipe.
         tokio::spawn(async move { while lines.recv().await.is_some() {} });
 
-        let gateway = Gateway {
+        Gateway {
             child,
             http: http.expect("http address"),
             https: https.expect("https address"),
             admin: admin.expect("admin address"),
-        };
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (at most 20 s).
+    pub async fn wait_ready(&self) {
+        let gateway = self;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = gateway.admin_get("/readyz").await
@@ -112,7 +125,6 @@ impl Gateway {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        gateway
     }
 
     pub fn pid(&self) -> u32 {

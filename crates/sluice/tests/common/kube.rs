@@ -137,7 +137,7 @@ impl KubeCluster {
 
     /// The shipped RBAC, with its ServiceAccount namespace set to the fixture's (the static
     /// token is named after that ServiceAccount), so a permission the file lacks fails a test.
-    async fn apply_shipped_rbac(&self) {
+    pub async fn apply_shipped_rbac(&self) {
         let path = repo_root().join("deploy/rbac.yaml");
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -190,6 +190,28 @@ impl KubeCluster {
         api.delete(name, &DeleteParams::default())
             .await
             .unwrap_or_else(|e| panic!("delete {kind} {namespace}/{name}: {e}"));
+    }
+
+    /// Creates many objects, `concurrency` requests at a time (for load and scale tests).
+    pub async fn create_many(&self, objects: Vec<Value>, concurrency: usize) {
+        use futures_util::StreamExt;
+        let creates: Vec<_> = objects
+            .into_iter()
+            .map(|object| {
+                let (api, _) = self.api_for(&object);
+                async move {
+                    let typed: DynamicObject =
+                        serde_json::from_value(object.clone()).expect("a Kubernetes object");
+                    api.create(&Default::default(), &typed)
+                        .await
+                        .unwrap_or_else(|e| panic!("create {}: {e}", describe(&object)));
+                }
+            })
+            .collect();
+        futures_util::stream::iter(creates)
+            .buffer_unordered(concurrency)
+            .collect::<Vec<()>>()
+            .await;
     }
 
     /// Objects of a kind in a namespace, as JSON.
@@ -245,10 +267,17 @@ impl KubeCluster {
     /// `sluice serve --kubernetes` as Sluice's own identity, in its pod namespace, named
     /// `pod_name`; returns once it is ready.
     pub async fn sluice(&self, pod_name: &str, extra: &[&str]) -> Gateway {
+        let gateway = self.spawn_sluice(pod_name, extra).await;
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    /// Like [`Self::sluice`] but returns once it listens, ready or not.
+    pub async fn spawn_sluice(&self, pod_name: &str, extra: &[&str]) -> Gateway {
         let kubeconfig = self.sluice_kubeconfig.to_str().expect("UTF-8 path");
         let mut args = vec!["--kubernetes", "--kubeconfig", kubeconfig];
         args.extend_from_slice(extra);
-        Gateway::start_with(
+        Gateway::spawn_with(
             &args,
             &[
                 ("POD_NAME", pod_name),

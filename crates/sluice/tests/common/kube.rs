@@ -249,6 +249,8 @@ impl KubeCluster {
             "Lease" => ("leases", true),
             "Event" => ("events", true),
             "CustomResourceDefinition" => ("customresourcedefinitions", false),
+            "IngressCheckSum" => ("ingresschecksums", true),
+            "SecretCheckSum" => ("secretchecksums", true),
             other => panic!("the test helper does not know the kind {other}"),
         };
         let resource =

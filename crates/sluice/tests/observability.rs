@@ -1037,3 +1037,83 @@ async fn dashboard_shows_live_numbers_in_a_headless_browser() {
     drop(traffic);
     let _ = std::fs::remove_dir_all(&profile);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_requests_are_labelled() {
+    let dir = ManifestDir::new();
+    let backend = sized_backend().await;
+    dir.write(
+        "svc.yaml",
+        &service_with_slices(NS, SVC, &[(backend.port(), true)]),
+    );
+    dir.write(
+        "svc-canary.yaml",
+        &service_with_slices(NS, "sized-canary", &[(backend.port(), true)]),
+    );
+    dir.write(
+        "primary.yaml",
+        &Ingress::new(NS, "ing-main")
+            .rule("obs-canary.test", vec![prefix("/", SVC)])
+            .yaml(),
+    );
+    dir.write(
+        "canary.yaml",
+        &Ingress::new(NS, "ing-canary")
+            .annotation("nginx.ingress.kubernetes.io/canary", "true")
+            .annotation("nginx.ingress.kubernetes.io/canary-by-header", "x-canary")
+            .rule("obs-canary.test", vec![prefix("/", "sized-canary")])
+            .yaml(),
+    );
+    let gw = Gateway::start(&dir, &["--metrics-compat", "ingress-nginx"]).await;
+    let mut conn = HttpConn::plain(gw.http).await.expect("connect");
+    for canary in [true, false, true, false, true] {
+        let headers: &[(&str, &str)] = if canary {
+            &[("x-canary", "always")]
+        } else {
+            &[]
+        };
+        let r = conn
+            .send("obs-canary.test", "/c?status=200&bytes=4", headers)
+            .await
+            .expect("request");
+        assert_eq!(r.status, 200);
+    }
+    wait_for_total(&gw, 5).await;
+    let text = metrics_text(&gw).await;
+    let (_, samples) = parse_exposition(&text);
+    let host = ("host", "obs-canary.test");
+    // Canary requests count under the primary route, marked as canary.
+    assert_eq!(
+        sum(
+            &samples,
+            "sluice_http_requests_total",
+            &[host, ("ingress", "ing-main"), ("canary", "true")]
+        ),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            "sluice_http_requests_total",
+            &[host, ("canary", "false")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            "nginx_ingress_controller_requests",
+            &[host, ("canary", "canary")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            "nginx_ingress_controller_requests",
+            &[host, ("canary", "")]
+        ),
+        2.0
+    );
+}

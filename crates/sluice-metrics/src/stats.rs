@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 pub struct StatsView {
     /// Seconds since the data plane started counting.
     pub uptime_seconds: u64,
+    /// Upper bounds (ms) of the latency buckets of [`HostStats::latency_buckets`]; the last
+    /// bucket has no upper bound.
+    pub latency_bounds_ms: Vec<f64>,
     /// Busiest first (requests in the last 60 s, then in total), then by name.
     pub hosts: Vec<HostStats>,
 }
@@ -40,6 +43,9 @@ pub struct HostStats {
     pub latency_ms: Percentiles,
     /// Upstream response-head time percentiles in milliseconds.
     pub upstream_latency_ms: Percentiles,
+    /// Request durations per latency bucket (not cumulative), since the routes appeared: the
+    /// difference of two readings gives the percentiles of the time between them.
+    pub latency_buckets: Vec<u64>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Upstream failures and timeouts (answered 502/504).
@@ -126,6 +132,7 @@ pub(crate) fn build(routes: &[RouteReadout], uptime_seconds: u64, host: Option<&
                 statuses: t.statuses,
                 latency_ms: Percentiles::of(&t.latency),
                 upstream_latency_ms: Percentiles::of(&t.upstream),
+                latency_buckets: t.latency.buckets.to_vec(),
                 bytes_in: t.bytes_in,
                 bytes_out: t.bytes_out,
                 upstream_errors: t.upstream_errors,
@@ -141,6 +148,7 @@ pub(crate) fn build(routes: &[RouteReadout], uptime_seconds: u64, host: Option<&
     });
     StatsView {
         uptime_seconds,
+        latency_bounds_ms: LATENCY_BOUNDS.iter().map(|b| b * 1000.0).collect(),
         hosts,
     }
 }

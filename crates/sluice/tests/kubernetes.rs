@@ -364,12 +364,15 @@ async fn one_replica_leads_writes_status_and_events_and_the_other_takes_over() {
         json!({"nginx.ingress.kubernetes.io/configuration-snippet": "return 200;"});
     cluster.apply(bad).await;
 
-    // Each replica publishes its own address, so the status shows which one wrote it.
+    // Each replica publishes its own address, so the status shows which one wrote it. They
+    // watch only the `apps` namespace (the Lease stays in their own).
     let election = [
         "--election-lease-duration",
         "4s",
         "--election-renew-interval",
         "1s",
+        "--watch-namespace",
+        APPS,
     ];
     let replica = |name: &'static str, address: &'static str| {
         let mut flags = vec!["--publish-status-address", address];
@@ -495,7 +498,13 @@ async fn initial_sync_of_many_ingresses() {
             .map(|i| {
                 let name = format!("app-{i}");
                 match kind {
-                    "Service" => service(APPS, &name, 8080),
+                    // Headless: allocating 20,000 cluster IPs only slows the set-up down, and
+                    // Sluice routes to the endpoints, not to the cluster IP.
+                    "Service" => {
+                        let mut headless = service(APPS, &name, 8080);
+                        headless["spec"]["clusterIP"] = json!("None");
+                        headless
+                    }
                     "EndpointSlice" => endpoint_slice(APPS, &name, &[ip], 8080),
                     _ => ingress(APPS, &name, &format!("app-{i}.bench.test"), &name),
                 }

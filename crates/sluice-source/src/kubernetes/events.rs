@@ -39,6 +39,10 @@ impl EventRecorder {
     }
 
     pub async fn record(&mut self, input: &StatusInput) {
+        // Forget problems that went away, so the set stays as small as the current list; one
+        // that comes back maps to the same Event name and is not recorded twice.
+        let current: HashSet<String> = input.problems.iter().map(Problem::to_string).collect();
+        self.recorded.retain(|text| current.contains(text));
         for problem in &input.problems {
             let Some(object) = &problem.object else {
                 continue;

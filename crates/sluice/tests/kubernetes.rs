@@ -85,9 +85,26 @@ async fn ingresses_route_update_and_delete_live_and_an_empty_list_is_refused() {
         .apply(ingress(APPS, "api", "api.test", "green"))
         .await;
 
+    // The Service in front of Sluice: its cluster IP is what the Ingresses' status publishes.
+    let front = cluster
+        .apply(service(&cluster.sluice_namespace, "sluice", 80))
+        .await;
+    let front_ip = front["spec"]["clusterIP"]
+        .as_str()
+        .expect("a cluster IP")
+        .to_string();
+    let publish = format!("{}/sluice", cluster.sluice_namespace);
+
     // No IngressCheckSum/SecretCheckSum CRDs are installed here: Sluice must still get ready.
-    let gw = cluster.sluice("sluice-0", &[]).await;
+    let gw = cluster
+        .sluice("sluice-0", &["--publish-service", &publish])
+        .await;
     assert_eq!(served_by(&gw, "web.test").await.as_deref(), Some("blue"));
+    wait_for(
+        "the --publish-service address in the Ingress status",
+        async || (status_address(&cluster, "api").await? == front_ip).then_some(()),
+    )
+    .await;
     assert_eq!(served_by(&gw, "api.test").await.as_deref(), Some("green"));
 
     cluster

@@ -2,8 +2,9 @@
 //! kinds have been listed completely, and publishes the store in debounced batches.
 
 use crate::SourceUpdate;
+use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{ObjectKind, ObjectRef, Origin, Problem, Severity};
-use sluice_store::{KindRevisions, NamespacedName, ObjectStore, StoredObject};
+use sluice_store::{KindRevisions, NamespacedName, ObjectStore, Stored, StoredObject};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,8 @@ pub(super) struct SyncState {
     /// The store as last served (not counting a refused empty one).
     served: Option<Arc<ObjectStore>>,
     sent_revisions: Option<KindRevisions>,
+    /// An Ingress's status changed since the last publish (that moves no revision).
+    status_changed: bool,
     refusing: bool,
 }
 
@@ -55,6 +58,7 @@ impl SyncState {
             refuse_empty,
             served: None,
             sent_revisions: None,
+            status_changed: false,
             refusing: false,
         }
     }
@@ -117,6 +121,24 @@ impl SyncState {
         if version.is_some() && resource_version(&self.store, object.kind(), &key) == version {
             return;
         }
+        // Translation never reads an Ingress's status, and the leader writes the status of every
+        // Ingress after it applies: such a write must not rebuild every route on every replica.
+        // The store keeps the new object (the leader compares the status it would write with it)
+        // without moving the Ingress revision.
+        if let StoredObject::Ingress(new) = &object
+            && let Some(old) = self.store.ingresses.get(&key)
+            && only_status_differs(&old.object, new)
+        {
+            self.store.ingresses.insert(
+                key,
+                Stored {
+                    object: Arc::new(new.clone()),
+                    origin: Origin::ApiServer,
+                },
+            );
+            self.status_changed = true;
+            return;
+        }
         self.store.upsert(object, Origin::ApiServer);
     }
 
@@ -126,10 +148,11 @@ impl SyncState {
             return None;
         }
         let revisions = self.store.revisions();
-        if self.sent_revisions == Some(revisions) {
+        if self.sent_revisions == Some(revisions) && !self.status_changed {
             return None;
         }
         self.sent_revisions = Some(revisions);
+        self.status_changed = false;
         if self.refuse_empty
             && self.store.ingresses.is_empty()
             && let Some(served) = &self.served
@@ -160,6 +183,16 @@ impl SyncState {
             problems: Vec::new(),
         })
     }
+}
+
+/// True when two versions of an Ingress differ in nothing translation reads.
+fn only_status_differs(old: &Ingress, new: &Ingress) -> bool {
+    old.spec == new.spec
+        && old.metadata.labels == new.metadata.labels
+        && old.metadata.annotations == new.metadata.annotations
+        && old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
+        && old.metadata.creation_timestamp == new.metadata.creation_timestamp
+        && old.metadata.uid == new.metadata.uid
 }
 
 fn refused_empty(served: usize) -> Problem {
@@ -400,6 +433,33 @@ mod tests {
         let update = state.next_update().expect("applied");
         assert!(update.store.ingresses.is_empty());
         assert!(update.problems.is_empty());
+    }
+
+    #[test]
+    fn a_status_write_is_published_without_moving_the_ingress_revision() {
+        let mut state = SyncState::new(kinds(&[ObjectKind::Ingress]), true);
+        listed(&mut state, ObjectKind::Ingress, vec![ingress("web", "1")]);
+        let first = state.next_update().expect("first");
+        let mut with_status = ingress("web", "2");
+        if let StoredObject::Ingress(ing) = &mut with_status {
+            ing.status =
+                serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}))
+                    .unwrap();
+        }
+        state.apply(Change::Applied(with_status));
+        let update = state.next_update().expect("the new status is published");
+        assert_eq!(update.store.revisions(), first.store.revisions());
+        let key = NamespacedName::new("ns", "web");
+        assert!(update.store.ingresses[&key].object.status.is_some());
+        assert!(state.next_update().is_none());
+
+        let mut annotated = ingress("web", "3");
+        if let StoredObject::Ingress(ing) = &mut annotated {
+            ing.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
+        }
+        state.apply(Change::Applied(annotated));
+        let update = state.next_update().expect("an annotation change");
+        assert_ne!(update.store.revisions(), first.store.revisions());
     }
 
     #[test]

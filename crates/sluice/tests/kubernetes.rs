@@ -450,11 +450,13 @@ async fn one_replica_leads_writes_status_and_events_and_the_other_takes_over() {
 
     // Kill the leader outright (no Lease release): the follower takes over after the lease.
     let killed = Instant::now();
-    if leader == a_name {
+    let new_leader = if leader == a_name {
         drop(a);
+        b
     } else {
         drop(b);
-    }
+        a
+    };
     wait_long(
         "the follower to take the Lease",
         Duration::from_secs(20),
@@ -473,6 +475,25 @@ async fn one_replica_leads_writes_status_and_events_and_the_other_takes_over() {
     assert!(
         took_over < Duration::from_secs(10),
         "takeover took {took_over:?}"
+    );
+
+    // A leader that is shut down (SIGTERM) releases the Lease: a third replica takes over
+    // without waiting for the lease to run out.
+    let (c_name, _, c_flags) = replica("sluice-2", "192.0.2.12");
+    let _c = cluster.sluice(c_name, &c_flags).await;
+    new_leader.terminate();
+    let terminated = Instant::now();
+    wait_long(
+        "the third replica to take the released Lease",
+        Duration::from_secs(20),
+        async || (lease_holder(&cluster).await.as_deref() == Some(c_name)).then_some(()),
+    )
+    .await;
+    let handed_over = terminated.elapsed();
+    eprintln!("a released Lease was taken over after {handed_over:?} (lease 4 s)");
+    assert!(
+        handed_over < Duration::from_millis(3500),
+        "the Lease was not released: takeover took {handed_over:?}"
     );
 }
 

@@ -10,13 +10,13 @@
 use crate::route::{RouteKey, RouteStats};
 use arc_swap::ArcSwap;
 use sluice_model::{Route, Snapshot, VirtualHost};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Default)]
 pub(crate) struct Registry {
-    entries: Mutex<BTreeMap<RouteKey, Arc<RouteStats>>>,
+    entries: Mutex<HashMap<RouteKey, Arc<RouteStats>>>,
     index: ArcSwap<RouteIndex>,
 }
 
@@ -98,12 +98,14 @@ impl Registry {
     /// Indexes `snapshot`'s routes and forgets the stats of routes it no longer has.
     pub(crate) fn refresh(&self, snapshot: &Arc<Snapshot>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut kept = BTreeMap::new();
+        let mut kept = HashMap::with_capacity(entries.len());
         let mut by_address = HashMap::default();
+        let empty: Arc<str> = Arc::from("");
         for vhost in snapshot.hosts.iter() {
+            let host = RouteKey::host_of(vhost);
             let routes = vhost.routes.iter().chain(vhost.fallback.iter());
             for route in std::iter::once(None).chain(routes.map(Some)) {
-                let key = RouteKey::of(vhost, route);
+                let key = RouteKey::with_host(host.clone(), route, &empty);
                 let stats = kept
                     .get(&key)
                     .or_else(|| entries.get(&key))
@@ -122,7 +124,11 @@ impl Registry {
 
     /// Every live route's stats, ordered by labels.
     pub(crate) fn all(&self) -> Vec<Arc<RouteStats>> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.values().cloned().collect()
+        let mut all: Vec<Arc<RouteStats>> = {
+            let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            entries.values().cloned().collect()
+        };
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
     }
 }

@@ -30,11 +30,21 @@ pub const DEFAULT_SERVER: &str = "_";
 
 impl RouteKey {
     pub fn of(vhost: &VirtualHost, route: Option<&Route>) -> RouteKey {
-        let host: Arc<str> = if vhost.name.is_empty() {
+        RouteKey::with_host(RouteKey::host_of(vhost), route, &Arc::from(""))
+    }
+
+    /// The `host` label of a virtual host.
+    pub fn host_of(vhost: &VirtualHost) -> Arc<str> {
+        if vhost.name.is_empty() {
             DEFAULT_SERVER.into()
         } else {
             vhost.name.as_str().into()
-        };
+        }
+    }
+
+    /// The key of `route` (or of its host's unmatched requests) with labels shared between keys
+    /// where they can be, so indexing a large configuration allocates little.
+    pub(crate) fn with_host(host: Arc<str>, route: Option<&Route>, empty: &Arc<str>) -> RouteKey {
         match route {
             Some(route) => RouteKey {
                 host,
@@ -45,10 +55,10 @@ impl RouteKey {
             },
             None => RouteKey {
                 host,
-                namespace: "".into(),
-                ingress: "".into(),
-                service: "".into(),
-                path: "".into(),
+                namespace: empty.clone(),
+                ingress: empty.clone(),
+                service: empty.clone(),
+                path: empty.clone(),
             },
         }
     }

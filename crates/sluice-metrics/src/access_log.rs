@@ -342,6 +342,42 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_writer_drops_lines_instead_of_blocking() {
+        // A FIFO whose reader never reads: the writer thread blocks once the pipe is full, the
+        // queue fills up, and logging must go on without waiting.
+        let dir =
+            std::env::temp_dir().join(format!("sluice-access-log-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("stalled");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader_path = fifo.clone();
+        let reader = std::thread::spawn(move || std::fs::File::open(reader_path).unwrap());
+        let log =
+            AccessLog::open(&AccessLogTarget::File(fifo.clone()), AccessLogFormat::Json).unwrap();
+        let _reader = reader.join().unwrap();
+        let started = std::time::Instant::now();
+        let total = QUEUE as u64 * 3;
+        for _ in 0..total {
+            log.log(entry());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "logging waited for the writer"
+        );
+        let dropped = log.dropped();
+        assert!(
+            dropped > 0 && dropped < total,
+            "dropped {dropped} of {total}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn combined_lines_look_like_nginx() {
         assert_eq!(
             entry().combined_line(),

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -85,10 +86,22 @@ struct IdleConnection {
 /// go) and connections nobody reused do not accumulate.
 const SWEEP_EVERY: u32 = 1024;
 
-/// Idle keep-alive connections by endpoint.
-#[derive(Default)]
+/// Shards of the pool; threads beyond this many share shards (still correct, just contended).
+const SHARDS: usize = 64;
+
+/// Idle keep-alive connections by endpoint, one shard per thread: a worker finds the connections
+/// its own runtime drives (no cross-thread wake-ups per request), and threads never wait for each
+/// other's lock.
 pub(crate) struct Pool {
-    idle: Mutex<IdlePool>,
+    shards: Box<[Mutex<IdlePool>]>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -127,7 +140,7 @@ impl PooledConnection {
             return;
         }
         let now = Instant::now();
-        let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.pool.shard();
         idle.releases_since_sweep += 1;
         if idle.releases_since_sweep >= SWEEP_EVERY {
             idle.sweep(now);
@@ -143,6 +156,16 @@ impl PooledConnection {
 }
 
 impl Pool {
+    /// The calling thread's shard.
+    fn shard(&self) -> std::sync::MutexGuard<'_, IdlePool> {
+        static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static THREAD: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+        }
+        let index = THREAD.with(|t| *t) % self.shards.len();
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Sends `request` to `upstream` and waits for the response head, within the policy's
     /// timeouts. `progress` tracks the request body, when there is one.
     ///
@@ -202,8 +225,7 @@ impl Pool {
     /// Drops the idle connections of `upstream`: after one of them failed, the others (opened
     /// around the same time) are suspect too.
     fn forget(&self, upstream: &Upstream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.by_upstream.remove(upstream);
+        self.shard().by_upstream.remove(upstream);
     }
 
     /// An idle connection to `upstream` and how long it was idle.
@@ -213,7 +235,7 @@ impl Pool {
     ) -> Option<(PooledConnection, Duration)> {
         loop {
             let idle = {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                let mut idle = self.shard();
                 let list = idle.by_upstream.get_mut(upstream)?;
                 let now = Instant::now();
                 loop {

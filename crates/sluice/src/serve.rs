@@ -3,8 +3,9 @@
 use crate::apply::Applier;
 use crate::cli::ServeArgs;
 use crate::gate::GateOptions;
-use crate::listeners::bind;
+use crate::listeners::{bind, bind_per_worker};
 use crate::selection::translate_options;
+use crate::workers::{WorkerListeners, Workers};
 use anyhow::{Context, anyhow};
 use arc_swap::ArcSwap;
 use sluice_admin::{RuntimeState, serve_admin};
@@ -14,37 +15,50 @@ use sluice_source::ManifestSource;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let workers = args
-        .workers
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1)
-        .max(1);
+    // The control plane (sources, translation, admin API, signals) runs on a thread of its own,
+    // so a large re-translation never delays a request; the data plane runs on the workers.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("sluice-worker")
+        .worker_threads(1)
+        .thread_name("sluice-control")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args))
 }
 
+/// Data-plane worker threads: `--workers`, else one per CPU.
+fn worker_count(args: &ServeArgs) -> usize {
+    args.workers
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1)
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = translate_options(&args.selection)?;
 
-    let http = args
-        .http_listen
-        .iter()
-        .map(|a| bind("http", *a))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let https = args
-        .https_listen
-        .iter()
-        .map(|a| bind("https", *a))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let workers = worker_count(&args);
+    let mut listeners: Vec<WorkerListeners> =
+        (0..workers).map(|_| WorkerListeners::default()).collect();
+    for addr in &args.http_listen {
+        for (worker, socket) in bind_per_worker("http", *addr, workers)?
+            .into_iter()
+            .enumerate()
+        {
+            listeners[worker].http.push(socket);
+        }
+    }
+    for addr in &args.https_listen {
+        for (worker, socket) in bind_per_worker("https", *addr, workers)?
+            .into_iter()
+            .enumerate()
+        {
+            listeners[worker].https.push(socket);
+        }
+    }
     let admin = bind("admin", args.admin_listen)?;
 
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
@@ -99,15 +113,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .context("cannot start the data plane")?;
     let stop_accepting = CancellationToken::new();
-    let mut serving = JoinSet::new();
-    for listener in http {
-        let (dp, stop) = (data_plane.clone(), stop_accepting.clone());
-        serving.spawn(async move { dp.serve_http(listener, stop).await });
-    }
-    for listener in https {
-        let (dp, stop) = (data_plane.clone(), stop_accepting.clone());
-        serving.spawn(async move { dp.serve_https(listener, stop).await });
-    }
+    let serving = Workers::start(&data_plane, listeners, &stop_accepting)?;
 
     wait_for_termination().await?;
     state.mark_shutting_down();
@@ -122,7 +128,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::time::sleep(args.drain_delay).await;
     tracing::info!("no longer accepting connections; waiting for in-flight requests");
     stop_accepting.cancel();
-    while serving.join_next().await.is_some() {}
+    serving.join().await;
     stop_admin.cancel();
     let _ = admin_task.await;
     tracing::info!("stopped");

@@ -5,6 +5,7 @@
 # it changes req/s.
 #   bash bench/cpu_ab.sh SCENARIO REQUESTS ROUNDS NAME=BINARY[:ENV=V,ENV=V] ...
 #   SCENARIO: http1 | h1tls | h2 | short (short: REQUESTS is ignored, runs 10 s)
+#   PIN=0 pins nothing (with SLUICE_WORKERS=2: what a user sees); SLUICE_WORKERS (default 1).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 shared=${SHARED_BENCH:-$here/../../shared/bench}
@@ -13,7 +14,13 @@ certs=/tmp/bench-run/certs
 bash "$shared/certs.sh" "$certs" >/dev/null
 bash "$shared/backend/backend.sh" start >/dev/null 2>&1 || true
 bpid=$(bash "$shared/backend/backend.sh" pid)
-taskset -apc 1 "$bpid" >/dev/null; for p in $(pgrep -P "$bpid"); do taskset -apc 1 "$p" >/dev/null; done
+if [[ ${PIN:-1} == 1 ]]; then
+  cpu0=(taskset -c 0) cpu1=(taskset -c 1)
+  taskset -apc 1 "$bpid" >/dev/null; for p in $(pgrep -P "$bpid"); do taskset -apc 1 "$p" >/dev/null; done
+else
+  cpu0=() cpu1=()
+  taskset -apc 0-1 "$bpid" >/dev/null; for p in $(pgrep -P "$bpid"); do taskset -apc 0-1 "$p" >/dev/null; done
+fi
 dir=$(mktemp -d /tmp/sluice-ab-manifests.XXXXXX)
 python3 "$here/gen_manifests.py" --out "$dir" --backend 127.0.0.1:18080 --hosts "${SLUICE_HOSTS:-1}" \
   --tls 1 --cert "$certs/rsa.crt" --key "$certs/rsa.key"
@@ -22,10 +29,10 @@ cipher=ECDHE-RSA-AES128-GCM-SHA256
 tls_short=${BENCH_BUILD_DIR:-/tmp/bench-build}/tls-short/release/tls-short
 load() {
   case $scenario in
-    http1) taskset -c 1 h2load --h1 -c64 -n "$1" http://bench.local:24081/22k ;;
-    h1tls) taskset -c 1 h2load --h1 -c64 -n "$1" --ciphers=$cipher https://bench.local:24443/22k ;;
-    h2) taskset -c 1 h2load -c32 -m10 -n "$1" --ciphers=$cipher https://bench.local:24443/22k ;;
-    short) taskset -c 1 "$tls_short" -c 32 -d 10 -e 22528 https://bench.local:24443/22k ;;
+    http1) "${cpu1[@]}" h2load --h1 -c64 -n "$1" http://bench.local:24081/22k ;;
+    h1tls) "${cpu1[@]}" h2load --h1 -c64 -n "$1" --ciphers=$cipher https://bench.local:24443/22k ;;
+    h2) "${cpu1[@]}" h2load -c32 -m10 -n "$1" --ciphers=$cipher https://bench.local:24443/22k ;;
+    short) "${cpu1[@]}" "$tls_short" -c 32 -d 10 -e 22528 https://bench.local:24443/22k ;;
   esac
 }
 for r in $(seq "$rounds"); do
@@ -33,7 +40,7 @@ for r in $(seq "$rounds"); do
     name=${spec%%=*} rest=${spec#*=}
     bin=${rest%%:*} envs=""
     [[ $rest == *:* ]] && envs=${rest#*:}
-    env ${envs//,/ } taskset -c 0 "$bin" serve --manifests "$dir" --http-listen 127.0.0.1:24081 \
+    env ${envs//,/ } "${cpu0[@]}" "$bin" serve --manifests "$dir" --http-listen 127.0.0.1:24081 \
       --https-listen 127.0.0.1:24443 --admin-listen 127.0.0.1:24254 --workers "${SLUICE_WORKERS:-1}" \
       --drain-delay 0s --drain-timeout 1s > /tmp/sluice-ab-$name.log 2>&1 &
     pid=$!

@@ -23,10 +23,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("sluice-control")
+        .on_thread_start(yield_to_data_plane)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args))
+}
+
+/// Nice value of the control plane's threads. At 10 (a tenth of a worker's CPU share under
+/// contention) a pinned one-core setup kept its request rate during 10 changes/s but applied
+/// them up to ten times later; 5 (a third) is the compromise (bench/RESULTS.md, P5).
+const CONTROL_NICE: libc::c_int = 5;
+
+/// Lowers the calling thread's scheduling priority, for the control plane's threads: a
+/// re-translation of thousands of Ingresses takes a second of CPU, and where it shares a core
+/// with a worker, requests must not wait for it (measured in bench/RESULTS.md, P5).
+fn yield_to_data_plane() {
+    // On Linux the nice value is per thread, and `who = 0` is the calling thread. Failing only
+    // leaves the default priority, so the result is ignored.
+    // SAFETY: setpriority takes no pointers and only changes the calling thread's priority.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, CONTROL_NICE) };
 }
 
 /// Data-plane worker threads: `--workers`, else one per CPU.

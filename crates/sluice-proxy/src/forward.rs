@@ -151,16 +151,7 @@ pub(crate) fn to_upstream(
     host: Option<HeaderValue>,
     upgrade: bool,
 ) {
-    let upgrade = if upgrade {
-        headers.get(UPGRADE).cloned()
-    } else {
-        None
-    };
-    remove_hop_by_hop(headers);
-    if let Some(protocol) = upgrade {
-        headers.insert(UPGRADE, protocol);
-        headers.insert(CONNECTION, UPGRADE_TOKEN);
-    }
+    remove_hop_by_hop_keeping_upgrade(headers, upgrade);
     // The client's `Expect: 100-continue` is answered by this hop (hyper sends the 100 when the
     // body is first read); the upstream receives the body without waiting.
     if headers.keys().any(|name| name == PROXY || name == EXPECT) {
@@ -190,7 +181,13 @@ pub(crate) fn to_upstream(
 /// Rewrites the upstream's response headers for the client. A `101 Switching Protocols` keeps
 /// its `Upgrade`.
 pub(crate) fn to_client(headers: &mut HeaderMap, switching_protocols: bool) {
-    let upgrade = if switching_protocols {
+    remove_hop_by_hop_keeping_upgrade(headers, switching_protocols);
+}
+
+/// Removes the hop-by-hop headers; when `keep_upgrade`, the `Upgrade` header survives with a
+/// `Connection: upgrade` naming it, as an upgrade needs on both sides of the proxy.
+fn remove_hop_by_hop_keeping_upgrade(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let upgrade = if keep_upgrade {
         headers.get(UPGRADE).cloned()
     } else {
         None

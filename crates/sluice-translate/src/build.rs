@@ -3,31 +3,51 @@
 
 use crate::annotations::{IngressAnnotations, parse_annotations};
 use crate::canary::{self, CanaryIngress, PrimarySites};
-use crate::certs::load_server_cert;
-use crate::class::is_ours;
-use crate::endpoints::resolve_endpoints;
-use crate::globals::global_options;
+use crate::memo::{CertMemo, SlotPool};
 use crate::names::{PathError, compile_path, normalize_host};
-use crate::{TranslateOptions, Translation};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use sluice_model::{
-    BackendKey, BackendSlot, CanaryRoute, CertSet, CertStore, GlobalOptions, HostTable, ObjectKind,
-    ObjectRef, Origin, PathKind, PathMatch, Problem, Route, RoutePolicy, RouteTarget, ServerCert,
-    ServicePortRef, Snapshot, TlsVersions, VirtualHost,
+    BackendKey, BackendSlot, CanaryRoute, CertSet, GlobalOptions, ObjectKind, ObjectRef, Origin,
+    PathKind, PathMatch, Problem, Route, RoutePolicy, RouteTarget, ServerCert, ServicePortRef,
+    TlsVersions, VirtualHost,
 };
 use sluice_store::{NamespacedName, ObjectStore, Stored};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
-    let mut problems = Vec::new();
-    let globals = global_options(store, opts.configmap.as_ref(), &mut problems);
+/// What every group of a translation shares: the store, the command line and the ConfigMap.
+pub(crate) struct Shared<'a> {
+    pub store: &'a ObjectStore,
+    pub globals: &'a GlobalOptions,
+    pub referrers: &'a crate::referrer::ReferrerLists,
+}
 
+/// One group's share of the snapshot: everything its Ingresses produce. Groups never share a
+/// host, a TLS host or an `ssl-protocols` host (see `translator`), so outputs simply add up.
+#[derive(Debug, Default)]
+pub(crate) struct GroupOutput {
+    pub hosts: Vec<Arc<VirtualHost>>,
+    /// By TLS host spelling (`foo.com` or `*.foo.com`).
+    pub certs: Vec<(String, Arc<CertSet>)>,
+    pub protocols: Vec<(String, TlsVersions)>,
+    pub backends: Vec<BackendKey>,
+    /// Secrets looked up, found or not: a change to one of them changes this output.
+    pub secrets: Vec<NamespacedName>,
+    pub problems: Vec<Problem>,
+}
+
+/// Translates the Ingresses of one group, given in precedence order (see [`precedence`]).
+pub(crate) fn translate_group(
+    shared: &Shared<'_>,
+    members: &[(&NamespacedName, &Stored<Ingress>)],
+    certs: &mut CertMemo,
+    slots: &mut SlotPool,
+) -> GroupOutput {
+    let mut problems = Vec::new();
     let mut accepted = Vec::new();
-    let referrers = crate::referrer::ReferrerLists::of(store, opts);
-    for (key, stored) in ordered_ingresses(store, opts) {
+    for (key, stored) in members {
         if let Err((field, why)) =
-            crate::referrer::referrer_accepts(&stored.object.metadata, &referrers)
+            crate::referrer::referrer_accepts(&stored.object.metadata, shared.referrers)
         {
             problems.push(
                 Problem::rejected(key.object_ref(ObjectKind::Ingress), why)
@@ -36,7 +56,7 @@ pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
             );
             continue;
         }
-        if let Some(ctx) = accept(key, stored, &globals, &mut problems) {
+        if let Some(ctx) = accept(key, stored, shared.globals, &mut problems) {
             accepted.push(ctx);
         }
     }
@@ -45,8 +65,8 @@ pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
         accepted.into_iter().partition(|ctx| ctx.annotations.canary);
 
     let mut builder = Builder {
-        store,
-        regex_hosts: if globals.regex_host_wide {
+        store: shared.store,
+        regex_hosts: if shared.globals.regex_host_wide {
             regex_hosts(&accepted)
         } else {
             BTreeSet::new()
@@ -54,8 +74,10 @@ pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
         hosts: BTreeMap::new(),
         tls_hosts: BTreeSet::new(),
         certs: BTreeMap::new(),
-        secrets: HashMap::new(),
-        backends: BTreeMap::new(),
+        cert_memo: certs,
+        used_secrets: BTreeSet::new(),
+        slots,
+        used_backends: BTreeSet::new(),
         canary_sites: PrimarySites::default(),
         protocols: BTreeMap::new(),
         problems,
@@ -64,35 +86,26 @@ pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
         builder.add_ingress(ctx);
     }
     builder.add_canaries(&canaries);
-    let default_cert = builder.default_certificate(opts.default_ssl_certificate.as_ref());
-    builder.finish(globals, default_cert)
+    builder.finish()
 }
 
-/// Ours only, in precedence order. With creationTimestamp: oldest first, equal timestamps in
+/// Precedence of two Ingresses. With creationTimestamp: oldest first, equal timestamps in
 /// descending `namespace/name` order (ingress-nginx sorts that way, so the same objects win here as
 /// there). Without one (typical of manifest files): after all timestamped ones, in ascending
 /// `namespace/name` order, so the alphabetically first file-defined Ingress wins (spec section 11).
-fn ordered_ingresses<'a>(
-    store: &'a ObjectStore,
-    opts: &TranslateOptions,
-) -> Vec<(&'a NamespacedName, &'a Stored<Ingress>)> {
-    let mut ours: Vec<_> = store
-        .ingresses
-        .iter()
-        .filter(|(_, stored)| is_ours(&stored.object, store, opts))
-        .collect();
-    ours.sort_by(|(key_a, a), (key_b, b)| {
-        match (
-            &a.object.metadata.creation_timestamp,
-            &b.object.metadata.creation_timestamp,
-        ) {
-            (Some(ta), Some(tb)) => ta.cmp(tb).then_with(|| key_b.cmp(key_a)),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => key_a.cmp(key_b),
-        }
-    });
-    ours
+pub(crate) fn precedence(
+    (key_a, a): &(&NamespacedName, &Stored<Ingress>),
+    (key_b, b): &(&NamespacedName, &Stored<Ingress>),
+) -> std::cmp::Ordering {
+    match (
+        &a.object.metadata.creation_timestamp,
+        &b.object.metadata.creation_timestamp,
+    ) {
+        (Some(ta), Some(tb)) => ta.cmp(tb).then_with(|| key_b.cmp(key_a)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => key_a.cmp(key_b),
+    }
 }
 
 /// An Ingress whose annotations are all acceptable, with what they ask for.
@@ -213,9 +226,12 @@ struct Builder<'a> {
     tls_hosts: BTreeSet<String>,
     /// By TLS host spelling (`foo.com` or `*.foo.com`).
     certs: BTreeMap<String, Vec<ServerCert>>,
-    /// Each Secret is parsed once per translation, however many Ingresses name it.
-    secrets: HashMap<NamespacedName, Result<ServerCert, String>>,
-    backends: BTreeMap<BackendKey, Arc<BackendSlot>>,
+    /// Secrets are parsed once, however many Ingresses (and translations) name them.
+    cert_memo: &'a mut CertMemo,
+    used_secrets: BTreeSet<NamespacedName>,
+    /// One slot per backend across the whole snapshot, whichever group names it.
+    slots: &'a mut SlotPool,
+    used_backends: BTreeSet<BackendKey>,
     /// Primary routes by host, pathType and path, for canaries to find.
     canary_sites: PrimarySites,
     /// `ssl-protocols` by host, from the first Ingress of the host that sets it, with that
@@ -381,7 +397,10 @@ impl Builder<'_> {
             return;
         }
         entry.claimed.insert(claim, ctx.object.clone());
-        let slot = shared_slot(&mut self.backends, self.store, backend);
+        let slot = self.slot(backend);
+        let Some(entry) = self.hosts.get_mut(host) else {
+            return;
+        };
         entry.routes.push(route(ctx, matcher, slot));
         self.canary_sites.record(
             host,
@@ -405,12 +424,15 @@ impl Builder<'_> {
                 origin: ctx.origin,
             })
             .collect();
-        let (store, backends) = (self.store, &mut self.backends);
+        let (store, slots, used) = (self.store, &mut *self.slots, &mut self.used_backends);
         let attached = canary::attach(
             std::mem::take(&mut self.canary_sites),
             &inputs,
             backend_key,
-            |key| shared_slot(backends, store, key),
+            |key| {
+                used.insert(key.clone());
+                slots.slot(store, key)
+            },
             &mut self.problems,
         );
         for a in attached {
@@ -449,7 +471,7 @@ impl Builder<'_> {
             }
         };
         if catch_all {
-            let default = self
+            let existing = self
                 .hosts
                 .entry(String::new())
                 .or_insert_with(|| HostBuilder {
@@ -457,22 +479,26 @@ impl Builder<'_> {
                     routes: Vec::new(),
                     claimed: HashMap::new(),
                     fallback: None,
-                });
-            if let Some(existing) = &default.fallback {
+                })
+                .fallback
+                .as_ref()
+                .map(|f| f.ingress.clone());
+            if let Some(existing) = existing {
                 let p = ctx.warning(
                     field,
                     format!(
-                        "the catch-all backend is already provided by {}, which takes \
+                        "the catch-all backend is already provided by {existing}, which takes \
                          precedence (older creationTimestamp; at equal times the greater \
                          namespace/name); this defaultBackend is ignored; keep only one Ingress \
-                         without rules",
-                        existing.ingress
+                         without rules"
                     ),
                 );
                 self.problems.push(p);
             } else {
-                let slot = shared_slot(&mut self.backends, self.store, backend);
-                default.fallback = Some(route(ctx, PathMatch::prefix("/"), slot));
+                let slot = self.slot(backend);
+                if let Some(default) = self.hosts.get_mut("") {
+                    default.fallback = Some(route(ctx, PathMatch::prefix("/"), slot));
+                }
             }
             return;
         }
@@ -484,8 +510,10 @@ impl Builder<'_> {
             };
             if entry.owner == ctx.object {
                 if entry.fallback.is_none() {
-                    let slot = shared_slot(&mut self.backends, self.store, backend.clone());
-                    entry.fallback = Some(route(ctx, PathMatch::prefix("/"), slot));
+                    let slot = self.slot(backend.clone());
+                    if let Some(entry) = self.hosts.get_mut(host) {
+                        entry.fallback = Some(route(ctx, PathMatch::prefix("/"), slot));
+                    }
                 }
             } else {
                 let owner = entry.owner.clone();
@@ -589,85 +617,41 @@ impl Builder<'_> {
     }
 
     fn server_cert(&mut self, key: &NamespacedName) -> Result<ServerCert, String> {
-        if let Some(cached) = self.secrets.get(key) {
-            return cached.clone();
-        }
-        let secret_ref = key.object_ref(ObjectKind::Secret);
-        let result = match self.store.secrets.get(key) {
-            None => Err(format!(
-                "the Secret does not exist; create a kubernetes.io/tls Secret named {} in \
-                 namespace {}",
-                key.name, key.namespace
-            )),
-            Some(stored) => load_server_cert(&stored.object, &secret_ref)
-                .map_err(|why| format!("{why} (Secret read from {})", stored.origin)),
-        };
-        self.secrets.insert(key.clone(), result.clone());
-        result
+        self.used_secrets.insert(key.clone());
+        self.cert_memo.server_cert(self.store, key)
     }
 
-    fn default_certificate(&mut self, key: Option<&NamespacedName>) -> Option<Arc<CertSet>> {
-        let key = key?;
-        let origin = self.store.secrets.get(key).map(|s| s.origin.clone());
-        match self.server_cert(key) {
-            Ok(cert) => Some(Arc::new(CertSet::new(vec![cert]))),
-            Err(why) => {
-                self.problems.push(
-                    Problem::rejected(
-                        key.object_ref(ObjectKind::Secret),
-                        format!(
-                            "the --default-ssl-certificate Secret cannot be used: {why}; the \
-                             generated self-signed certificate is served instead"
-                        ),
-                    )
-                    .from_origin(origin),
-                );
-                None
-            }
-        }
+    fn slot(&mut self, key: BackendKey) -> Arc<BackendSlot> {
+        self.used_backends.insert(key.clone());
+        self.slots.slot(self.store, key)
     }
 
-    fn finish(self, globals: GlobalOptions, default_cert: Option<Arc<CertSet>>) -> Translation {
-        let mut table = HostTable::default();
+    fn finish(self) -> GroupOutput {
+        let mut hosts = Vec::with_capacity(self.hosts.len());
         for (name, host) in self.hosts {
             let mut routes = host.routes;
             routes.sort_by(|a, b| a.path.match_order(&b.path));
-            let vhost = Arc::new(VirtualHost {
+            hosts.push(Arc::new(VirtualHost {
                 tls: is_tls_host(&self.tls_hosts, &name),
                 name,
                 routes,
                 fallback: host.fallback,
-            });
-            if vhost.name.is_empty() {
-                table.default = vhost;
-            } else {
-                table.insert(vhost);
-            }
+            }));
         }
-        let mut certificates = CertStore {
-            default: default_cert,
+        GroupOutput {
+            hosts,
+            certs: self
+                .certs
+                .into_iter()
+                .map(|(name, certs)| (name, Arc::new(CertSet::new(certs))))
+                .collect(),
             protocols: self
                 .protocols
                 .into_iter()
                 .map(|(host, (versions, _))| (host, versions))
                 .collect(),
-            ..CertStore::default()
-        };
-        for (name, certs) in self.certs {
-            let set = Arc::new(CertSet::new(certs));
-            match name.strip_prefix("*.") {
-                Some(parent) => certificates.wildcard.insert(parent.to_string(), set),
-                None => certificates.exact.insert(name, set),
-            };
-        }
-        Translation {
-            snapshot: Snapshot {
-                version: 0,
-                hosts: table,
-                certificates,
-                backends: self.backends,
-                options: Arc::new(globals),
-            },
+            backends: self.used_backends.into_iter().collect(),
+            secrets: self.used_secrets.into_iter().collect(),
             problems: self.problems,
         }
     }
@@ -735,21 +719,6 @@ fn backend_key(
         service: service.name.clone(),
         port,
     })
-}
-
-/// The one slot of a backend, shared by every route naming it; created only when a route uses
-/// it, so `backends` never lists one nobody routes to.
-fn shared_slot(
-    backends: &mut BTreeMap<BackendKey, Arc<BackendSlot>>,
-    store: &ObjectStore,
-    key: BackendKey,
-) -> Arc<BackendSlot> {
-    backends
-        .entry(key)
-        .or_insert_with_key(|key| {
-            Arc::new(BackendSlot::new(key.clone(), resolve_endpoints(store, key)))
-        })
-        .clone()
 }
 
 fn route(ctx: &IngressCtx<'_>, path: PathMatch, slot: Arc<BackendSlot>) -> Route {

@@ -31,10 +31,12 @@ mod checksum;
 mod class;
 mod endpoints;
 mod globals;
+mod memo;
 mod names;
 mod referrer;
 mod rollout;
 mod ssl_protocols;
+mod translator;
 mod validity;
 mod values;
 
@@ -47,6 +49,7 @@ pub use class::is_ours;
 pub use endpoints::{refresh_endpoints, resolve_endpoints};
 pub use referrer::{ReferrerLists, referrer_accepts};
 pub use rollout::{Rollout, RolloutFamily};
+pub use translator::Translator;
 
 use sluice_model::{Problem, Snapshot};
 use sluice_store::{NamespacedName, ObjectStore};
@@ -86,6 +89,8 @@ pub struct Translation {
 }
 
 /// Builds the snapshot of `store`. `snapshot.version` is left 0; the caller numbers snapshots.
+/// Keep a [`Translator`] instead to translate one store after another: it redoes only what
+/// changed.
 pub fn translate(store: &ObjectStore, opts: &TranslateOptions) -> Translation {
-    build::translate(store, opts)
+    Translator::new(opts.clone()).translate(store)
 }

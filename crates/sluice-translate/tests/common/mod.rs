@@ -14,6 +14,13 @@ pub fn fixture_path(name: &str) -> PathBuf {
 
 /// Adds every document of a multi-document YAML text, recording `file:line` of each document.
 pub fn load_yaml(store: &mut ObjectStore, file: &str, text: &str) {
+    for (object, origin) in objects_of(file, text) {
+        store.upsert(object, origin);
+    }
+}
+
+/// Every document of a multi-document YAML text, with its `file:line`.
+pub fn objects_of(file: &str, text: &str) -> Vec<(StoredObject, Origin)> {
     let mut start_line = 1;
     let mut current = String::new();
     let mut docs = Vec::new();
@@ -27,6 +34,7 @@ pub fn load_yaml(store: &mut ObjectStore, file: &str, text: &str) {
         }
     }
     docs.push((start_line, current));
+    let mut objects = Vec::new();
     for (start, doc) in docs {
         // The document's line is that of its first content line, past leading comments.
         let Some(skipped) = doc
@@ -41,14 +49,23 @@ pub fn load_yaml(store: &mut ObjectStore, file: &str, text: &str) {
         let object = StoredObject::from_value(value)
             .unwrap_or_else(|e| panic!("{file}:{line}: {e}"))
             .unwrap_or_else(|| panic!("{file}:{line}: kind not read by Sluice"));
-        store.upsert(
+        objects.push((
             object,
             Origin::File {
                 path: file.into(),
                 line,
             },
-        );
+        ));
     }
+    objects
+}
+
+/// The objects of a fixture file.
+pub fn fixture_objects(name: &str) -> Vec<(StoredObject, Origin)> {
+    let path = fixture_path(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    objects_of(name, &text)
 }
 
 pub fn load_fixture(store: &mut ObjectStore, name: &str) {

@@ -1,0 +1,137 @@
+//! What one translation hands to the next: parsed certificates and backend slots. Both are
+//! keyed by the object they came from and reused only while that object is the very same one
+//! (same `Arc`, same origin), so reuse never changes a translation's result.
+
+use crate::certs::load_server_cert;
+use crate::endpoints::resolve_endpoints;
+use k8s_openapi::api::core::v1::Secret;
+use sluice_model::{BackendKey, BackendSlot, ObjectKind, ServerCert};
+use sluice_store::{NamespacedName, ObjectStore, Stored};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Parsed TLS Secrets. Parsing an RSA key checks it, which costs about a millisecond; a
+/// translation of thousands of TLS hosts must not pay that again for Secrets that did not change.
+#[derive(Default)]
+pub(crate) struct CertMemo {
+    entries: HashMap<NamespacedName, CertEntry>,
+}
+
+struct CertEntry {
+    /// The Secret the result was made from, `None` when it did not exist.
+    source: Option<Stored<Secret>>,
+    result: Result<ServerCert, String>,
+}
+
+fn same_secret(a: Option<&Stored<Secret>>, b: Option<&Stored<Secret>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(&a.object, &b.object) && a.origin == b.origin,
+        _ => false,
+    }
+}
+
+impl CertMemo {
+    pub(crate) fn server_cert(
+        &mut self,
+        store: &ObjectStore,
+        key: &NamespacedName,
+    ) -> Result<ServerCert, String> {
+        let current = store.secrets.get(key);
+        if let Some(entry) = self.entries.get(key)
+            && same_secret(entry.source.as_ref(), current)
+        {
+            return entry.result.clone();
+        }
+        let result = match current {
+            None => Err(format!(
+                "the Secret does not exist; create a kubernetes.io/tls Secret named {} in \
+                 namespace {}",
+                key.name, key.namespace
+            )),
+            Some(stored) => load_server_cert(&stored.object, &key.object_ref(ObjectKind::Secret))
+                .map_err(|why| format!("{why} (Secret read from {})", stored.origin)),
+        };
+        self.entries.insert(
+            key.clone(),
+            CertEntry {
+                source: current.cloned(),
+                result: result.clone(),
+            },
+        );
+        result
+    }
+
+    /// Secrets looked up before that are no longer what they were (changed, created, deleted).
+    pub(crate) fn changed(&self, store: &ObjectStore) -> Vec<NamespacedName> {
+        self.entries
+            .iter()
+            .filter(|(key, entry)| !same_secret(entry.source.as_ref(), store.secrets.get(*key)))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Forgets the Secrets `keep` says nobody names any more.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&NamespacedName) -> bool) {
+        self.entries.retain(|key, _| keep(key));
+    }
+}
+
+/// One slot per backend for the whole snapshot, counted by the groups that route to it. A slot
+/// that stays in use keeps its `Arc` (and its round-robin position) from snapshot to snapshot.
+#[derive(Default)]
+pub(crate) struct SlotPool {
+    slots: BTreeMap<BackendKey, (Arc<BackendSlot>, usize)>,
+}
+
+impl SlotPool {
+    /// The slot of `key`, created with the store's endpoints if no group uses it yet. The
+    /// caller must [`SlotPool::hold`] it for it to stay.
+    pub(crate) fn slot(&mut self, store: &ObjectStore, key: BackendKey) -> Arc<BackendSlot> {
+        self.slots
+            .entry(key)
+            .or_insert_with_key(|key| {
+                (
+                    Arc::new(BackendSlot::new(key.clone(), resolve_endpoints(store, key))),
+                    0,
+                )
+            })
+            .0
+            .clone()
+    }
+
+    pub(crate) fn hold(&mut self, keys: &[BackendKey]) {
+        for key in keys {
+            if let Some((_, users)) = self.slots.get_mut(key) {
+                *users += 1;
+            }
+        }
+    }
+
+    pub(crate) fn release(&mut self, keys: &[BackendKey]) {
+        for key in keys {
+            if let Some((_, users)) = self.slots.get_mut(key) {
+                *users = users.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Drops the slots no group holds, the ones created and then not used included.
+    pub(crate) fn sweep(&mut self) {
+        self.slots.retain(|_, (_, users)| *users > 0);
+    }
+
+    /// Re-reads every slot's endpoints from `store`.
+    pub(crate) fn refresh(&self, store: &ObjectStore) {
+        for (key, (slot, _)) in &self.slots {
+            slot.set_endpoints(resolve_endpoints(store, key));
+        }
+    }
+
+    pub(crate) fn snapshot_map(&self) -> BTreeMap<BackendKey, Arc<BackendSlot>> {
+        self.slots
+            .iter()
+            .map(|(key, (slot, _))| (key.clone(), slot.clone()))
+            .collect()
+    }
+}

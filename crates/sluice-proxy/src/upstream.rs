@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use sluice_model::{RoutePolicy, Upstream};
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,8 +107,59 @@ impl Default for Pool {
 
 #[derive(Default)]
 struct IdlePool {
-    by_upstream: HashMap<Upstream, Vec<IdleConnection>>,
+    by_upstream: HashMap<Upstream, Vec<IdleConnection>, BuildHasherDefault<EndpointHasher>>,
     releases_since_sweep: u32,
+}
+
+/// The pool's keys are endpoint addresses from the cluster's own configuration, never chosen by
+/// clients, so they need no flooding-resistant (keyed) hash. The standard SipHash cost ~290
+/// instructions per lookup, two lookups per proxied request (callgrind); this multiply-rotate
+/// hash (FxHash's) costs a few dozen.
+#[derive(Default)]
+struct EndpointHasher(u64);
+
+impl EndpointHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for EndpointHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.add(u64::from_le_bytes(tail));
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl IdleConnection {
@@ -234,7 +286,7 @@ impl Pool {
         upstream: &Upstream,
     ) -> Option<(PooledConnection, Duration)> {
         loop {
-            let idle = {
+            let (idle, now) = {
                 let mut idle = self.shard();
                 let list = idle.by_upstream.get_mut(upstream)?;
                 let now = Instant::now();
@@ -242,11 +294,11 @@ impl Pool {
                     // Most recently used first: it is the least likely to have been closed.
                     let candidate = list.pop()?;
                     if candidate.reusable(now) {
-                        break candidate;
+                        break (candidate, now);
                     }
                 }
             };
-            let idle_for = idle.since.elapsed();
+            let idle_for = now.saturating_duration_since(idle.since);
             let mut sender = idle.sender;
             // Resolves at once for an idle connection; fails if the upstream closed it.
             if sender.ready().await.is_ok() {

@@ -272,6 +272,44 @@ mod tests {
     }
 
     #[test]
+    fn hosts_kept_by_a_new_snapshot_keep_their_index_and_counts() {
+        let metrics = Metrics::default();
+        let first = snapshot(1, &["a.test", "b.test"]);
+        metrics.refresh(&first);
+        assert!(hit(&metrics, &first, "a.test", 200));
+        assert!(hit(&metrics, &first, "b.test", 200));
+        // Incremental translation: a.test is the very same host, b.test rebuilt with the same
+        // labels (its old entry is released after the new one holds the key).
+        let mut hosts = HostTable::default();
+        hosts.insert(first.hosts.lookup("a.test").clone());
+        hosts.insert(snapshot(0, &["b.test"]).hosts.lookup("b.test").clone());
+        let second = Arc::new(Snapshot {
+            version: 2,
+            hosts,
+            ..Snapshot::default()
+        });
+        metrics.refresh(&second);
+        assert!(hit(&metrics, &second, "a.test", 200));
+        assert!(hit(&metrics, &second, "b.test", 200));
+        assert_eq!(metrics.stats(Some("a.test")).hosts[0].requests, 2);
+        assert_eq!(metrics.stats(Some("b.test")).hosts[0].requests, 2);
+        // b.test gone for good: its series vanish even though a.test is reused again.
+        let mut hosts = HostTable::default();
+        hosts.insert(first.hosts.lookup("a.test").clone());
+        let third = Arc::new(Snapshot {
+            version: 3,
+            hosts,
+            ..Snapshot::default()
+        });
+        metrics.refresh(&third);
+        assert!(hit(&metrics, &third, "a.test", 200));
+        assert_eq!(metrics.stats(Some("a.test")).hosts[0].requests, 3);
+        let text = metrics.render_prometheus(&config(&third));
+        assert!(!text.contains("b.test"), "{text}");
+        assert!(!hit(&metrics, &second, "b.test", 200));
+    }
+
+    #[test]
     fn a_snapshot_not_yet_indexed_still_counts() {
         let metrics = Metrics::default();
         let first = snapshot(1, &["a.test"]);

@@ -3,9 +3,11 @@
 //! The stats outlive snapshots (a route that survives a configuration change keeps counting),
 //! so they live here, keyed by their labels. After each swap the apply loop calls
 //! [`Registry::refresh`], which drops the stats of routes that are gone (their series vanish
-//! from `/metrics`) and builds an index from the addresses of the new snapshot's routes to their
-//! stats, so a request finds its stats by the address of the route it matched: one hash of a
-//! pointer, no string hashing, no lock.
+//! from `/metrics`) and indexes the new snapshot's hosts by address, so a request finds its stats
+//! by the address of the host it matched and the position of its route: one hash of a pointer,
+//! no string hashing, no lock. A host the previous snapshot already had (the same `Arc`, as
+//! incremental translation keeps unchanged hosts) keeps its index entry, so a refresh costs in
+//! proportion to what changed, not to the number of hosts.
 
 use crate::route::{RouteKey, RouteStats};
 use arc_swap::ArcSwap;
@@ -16,15 +18,61 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Default)]
 pub(crate) struct Registry {
-    entries: Mutex<HashMap<RouteKey, Arc<RouteStats>>>,
+    entries: Mutex<Entries>,
     index: ArcSwap<RouteIndex>,
 }
 
 #[derive(Default)]
+struct Entries {
+    /// Each live key's stats and how many indexed routes use it (two routes can share labels,
+    /// e.g. an Exact and a Prefix path spelled the same).
+    by_key: HashMap<RouteKey, (Arc<RouteStats>, usize)>,
+    /// Made for requests that ran ahead of the index; dropped at the next refresh unless indexed.
+    unindexed: Vec<RouteKey>,
+}
+
+#[derive(Default)]
 struct RouteIndex {
-    /// Held so the indexed addresses cannot be reused by another snapshot while indexed.
-    snapshot: Option<Arc<Snapshot>>,
-    by_address: HashMap<usize, Arc<RouteStats>, BuildHasherDefault<AddressHasher>>,
+    /// The version of the snapshot indexed last.
+    version: u64,
+    by_host: HashMap<usize, Arc<HostStats>, BuildHasherDefault<AddressHasher>>,
+}
+
+/// The stats of one host's routes, in route order, the fallback last.
+struct HostStats {
+    /// Held so the address it is indexed by cannot be reused by another host while indexed.
+    vhost: Arc<VirtualHost>,
+    unmatched: Arc<RouteStats>,
+    routes: Vec<Arc<RouteStats>>,
+}
+
+impl HostStats {
+    fn get(&self, route: Option<&Route>) -> Option<&Arc<RouteStats>> {
+        let Some(route) = route else {
+            return Some(&self.unmatched);
+        };
+        if let Some(fallback) = &self.vhost.fallback
+            && std::ptr::eq(fallback, route)
+        {
+            return self.routes.last();
+        }
+        let first = self.vhost.routes.as_ptr() as usize;
+        let offset = (route as *const Route as usize).checked_sub(first)?;
+        let i = offset / std::mem::size_of::<Route>();
+        (i < self.vhost.routes.len() && std::ptr::eq(&self.vhost.routes[i], route))
+            .then(|| &self.routes[i])
+    }
+
+    /// Every key of the host with its stats: unmatched first, then the routes, the fallback last.
+    fn keys(&self) -> impl Iterator<Item = (RouteKey, &Arc<RouteStats>)> {
+        let host = RouteKey::host_of(&self.vhost);
+        let empty: Arc<str> = Arc::from("");
+        let routes = self.vhost.routes.iter().chain(self.vhost.fallback.iter());
+        std::iter::once(None)
+            .chain(routes.map(Some))
+            .zip(std::iter::once(&self.unmatched).chain(&self.routes))
+            .map(move |(route, stats)| (RouteKey::with_host(host.clone(), route, &empty), stats))
+    }
 }
 
 /// Addresses are already unique; mixing the bits is all the hash has to do.
@@ -45,14 +93,6 @@ impl Hasher for AddressHasher {
     }
 }
 
-/// The address a route (or, for requests that matched no path, its host) is indexed by.
-fn address(vhost: &VirtualHost, route: Option<&Route>) -> usize {
-    match route {
-        Some(route) => route as *const Route as usize,
-        None => vhost as *const VirtualHost as usize,
-    }
-}
-
 impl Registry {
     pub(crate) fn lookup(
         &self,
@@ -61,13 +101,12 @@ impl Registry {
         route: Option<&Route>,
     ) -> Option<Arc<RouteStats>> {
         let index = self.index.load();
-        if let Some(indexed) = &index.snapshot
-            && Arc::ptr_eq(indexed, snapshot)
-            && let Some(stats) = index.by_address.get(&address(vhost, route))
+        if let Some(host) = index.by_host.get(&(vhost as *const VirtualHost as usize))
+            && let Some(stats) = host.get(route)
         {
             return Some(stats.clone());
         }
-        let indexed_version = index.snapshot.as_ref().map_or(0, |s| s.version);
+        let indexed_version = index.version;
         drop(index);
         self.lookup_by_key(snapshot.version >= indexed_version, vhost, route)
     }
@@ -83,7 +122,7 @@ impl Registry {
     ) -> Option<Arc<RouteStats>> {
         let key = RouteKey::of(vhost, route);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(stats) = entries.get(&key) {
+        if let Some((stats, _)) = entries.by_key.get(&key) {
             return Some(stats.clone());
         }
         // A route of an older snapshot that is gone must not come back to life.
@@ -91,34 +130,42 @@ impl Registry {
             return None;
         }
         let stats = Arc::new(RouteStats::new(key.clone()));
-        entries.insert(key, stats.clone());
+        entries.by_key.insert(key.clone(), (stats.clone(), 0));
+        entries.unindexed.push(key);
         Some(stats)
     }
 
-    /// Indexes `snapshot`'s routes and forgets the stats of routes it no longer has.
+    /// Indexes `snapshot`'s hosts and forgets the stats of routes it no longer has.
     pub(crate) fn refresh(&self, snapshot: &Arc<Snapshot>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut kept = HashMap::with_capacity(entries.len());
-        let mut by_address = HashMap::default();
-        let empty: Arc<str> = Arc::from("");
+        let old = self.index.load_full();
+        let mut by_host = HashMap::with_capacity_and_hasher(old.by_host.len(), Default::default());
         for vhost in snapshot.hosts.iter() {
-            let host = RouteKey::host_of(vhost);
-            let routes = vhost.routes.iter().chain(vhost.fallback.iter());
-            for route in std::iter::once(None).chain(routes.map(Some)) {
-                let key = RouteKey::with_host(host.clone(), route, &empty);
-                let stats = kept
-                    .get(&key)
-                    .or_else(|| entries.get(&key))
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(RouteStats::new(key.clone())));
-                by_address.insert(address(vhost, route), stats.clone());
-                kept.insert(key, stats);
+            let address = Arc::as_ptr(vhost) as usize;
+            let host = match old.by_host.get(&address) {
+                Some(host) => host.clone(),
+                None => Arc::new(entries.hold(vhost)),
+            };
+            by_host.insert(address, host);
+        }
+        for (address, host) in &old.by_host {
+            if !by_host.contains_key(address) {
+                entries.release(host);
             }
         }
-        *entries = kept;
+        let unindexed = std::mem::take(&mut entries.unindexed);
+        for key in unindexed {
+            if entries
+                .by_key
+                .get(&key)
+                .is_some_and(|(_, users)| *users == 0)
+            {
+                entries.by_key.remove(&key);
+            }
+        }
         self.index.store(Arc::new(RouteIndex {
-            snapshot: Some(snapshot.clone()),
-            by_address,
+            version: snapshot.version,
+            by_host,
         }));
     }
 
@@ -126,9 +173,55 @@ impl Registry {
     pub(crate) fn all(&self) -> Vec<Arc<RouteStats>> {
         let mut all: Vec<Arc<RouteStats>> = {
             let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            entries.values().cloned().collect()
+            entries
+                .by_key
+                .values()
+                .map(|(stats, _)| stats.clone())
+                .collect()
         };
         all.sort_by(|a, b| a.key.cmp(&b.key));
         all
+    }
+}
+
+impl Entries {
+    /// The stats of every route of `vhost`, counted as used.
+    fn hold(&mut self, vhost: &Arc<VirtualHost>) -> HostStats {
+        let host = RouteKey::host_of(vhost);
+        let empty: Arc<str> = Arc::from("");
+        let mut stats = std::iter::once(None)
+            .chain(vhost.routes.iter().chain(vhost.fallback.iter()).map(Some))
+            .map(|route| {
+                let key = RouteKey::with_host(host.clone(), route, &empty);
+                let (stats, users) = self
+                    .by_key
+                    .entry(key)
+                    .or_insert_with_key(|key| (Arc::new(RouteStats::new(key.clone())), 0));
+                *users += 1;
+                stats.clone()
+            });
+        let unmatched = stats.next().unwrap_or_else(|| {
+            Arc::new(RouteStats::new(RouteKey::with_host(
+                host.clone(),
+                None,
+                &empty,
+            )))
+        });
+        HostStats {
+            vhost: vhost.clone(),
+            unmatched,
+            routes: stats.collect(),
+        }
+    }
+
+    fn release(&mut self, host: &HostStats) {
+        for (key, _) in host.keys() {
+            if let Some((_, users)) = self.by_key.get_mut(&key) {
+                *users = users.saturating_sub(1);
+                if *users == 0 {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
     }
 }

@@ -7,14 +7,15 @@ use sluice_admin::{ApplyReport, ChecksumGates, RuntimeState};
 use sluice_model::Problem;
 use sluice_source::SourceUpdate;
 use sluice_store::KindRevisions;
-use sluice_translate::{TranslateOptions, backend_problems, refresh_endpoints, translate};
+use sluice_translate::{TranslateOptions, Translator, backend_problems, refresh_endpoints};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 
 pub struct Applier {
-    options: TranslateOptions,
+    /// Keeps the previous translation so that a change redoes only what it touches.
+    translator: Translator,
     state: Arc<RuntimeState>,
     version: u64,
     applied_revisions: Option<KindRevisions>,
@@ -34,7 +35,7 @@ impl Applier {
     ) -> Self {
         Applier {
             gates: Gates::new(options.clone(), gates),
-            options,
+            translator: Translator::new(options),
             state,
             version: 0,
             applied_revisions: None,
@@ -56,9 +57,9 @@ impl Applier {
             tracing::debug!(elapsed = ?started.elapsed(), "endpoints refreshed");
         } else {
             let gated = self.gates.pass(&update.store, &self.state.gate_counters);
+            let translation = self.translator.translate(gated.view(&update.store));
             self.gate_problems = gated.problems;
             self.gate_report = Arc::new(gated.report);
-            let translation = translate(&gated.view, &self.options);
             self.version += 1;
             let mut snapshot = translation.snapshot;
             snapshot.version = self.version;

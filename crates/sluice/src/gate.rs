@@ -52,10 +52,18 @@ impl GateOptions {
 
 /// What the gate hands on for one apply.
 pub struct Gated {
-    /// Live store with the served Ingresses and Secrets in place of the newest ones.
-    pub view: ObjectStore,
+    /// Live store with the served Ingresses and Secrets in place of the newest ones; `None` when
+    /// the served ones are the newest ones (nothing held), so the live store is used as it is.
+    held_view: Option<ObjectStore>,
     pub problems: Vec<Problem>,
     pub report: ChecksumGates,
+}
+
+impl Gated {
+    /// The store to translate: `live` with the served versions in place.
+    pub fn view<'a>(&'a self, live: &'a ObjectStore) -> &'a ObjectStore {
+        self.held_view.as_ref().unwrap_or(live)
+    }
 }
 
 /// An object kind the gate serves versions of.
@@ -87,6 +95,10 @@ pub struct Gates {
     state: Option<ServedState>,
     ingresses: BTreeMap<NamespacedName, Stored<Ingress>>,
     secrets: BTreeMap<NamespacedName, Stored<Secret>>,
+    /// Malformed rollout annotations of the newest versions, kept while those versions are live
+    /// so that they are reported on every apply without re-reading unchanged objects.
+    ingress_rollout_errors: BTreeMap<NamespacedName, Problem>,
+    secret_rollout_errors: BTreeMap<NamespacedName, Problem>,
     /// The verdict of the previous apply, to log transitions once.
     last_states: (GateState, GateState),
     last_diffs: (Option<GateDiff>, Option<GateDiff>),
@@ -125,6 +137,8 @@ impl Gates {
             state,
             ingresses,
             secrets,
+            ingress_rollout_errors: BTreeMap::new(),
+            secret_rollout_errors: BTreeMap::new(),
             last_states: (GateState::None, GateState::None),
             last_diffs: (None, None),
         }
@@ -135,22 +149,25 @@ impl Gates {
         let mut problems = Vec::new();
         count_referrer_drops(live, &self.translate, counters);
 
-        let ingress_ids = sorted_ids(&ingress_ids(live, &self.translate));
         let candidates = live
             .ingress_checksums
             .iter()
             .map(|(k, s)| (k, &s.object.metadata, &s.object.spec, &s.origin));
-        let ingress_eval = evaluate(ObjectKind::IngressCheckSum, candidates, &ingress_ids);
-        let secret_ids = sorted_ids(&secret_ids(live));
+        let ingress_eval = evaluate(ObjectKind::IngressCheckSum, candidates, || {
+            sorted_ids(&ingress_ids(live, &self.translate))
+        });
         let candidates = live
             .secret_checksums
             .iter()
             .map(|(k, s)| (k, &s.object.metadata, &s.object.spec, &s.origin));
-        let secret_eval = evaluate(ObjectKind::SecretCheckSum, candidates, &secret_ids);
+        let secret_eval = evaluate(ObjectKind::SecretCheckSum, candidates, || {
+            sorted_ids(&secret_ids(live))
+        });
 
         let mut changed = false;
         let ingress = advance(
             &mut self.ingresses,
+            &mut self.ingress_rollout_errors,
             &live.ingresses,
             &ingress_eval,
             self.ordinal,
@@ -159,12 +176,14 @@ impl Gates {
         );
         let secret = advance(
             &mut self.secrets,
+            &mut self.secret_rollout_errors,
             &live.secrets,
             &secret_eval,
             self.ordinal,
             &mut problems,
             &mut changed,
         );
+        let all_newest = ingress.newest_served && secret.newest_served;
 
         for (eval, secret_gate) in [(&ingress_eval, false), (&secret_eval, true)] {
             if eval.counted {
@@ -184,11 +203,14 @@ impl Gates {
             );
         }
 
-        let mut view = live.clone();
-        view.ingresses = self.ingresses.clone();
-        view.secrets = self.secrets.clone();
+        let held_view = (!all_newest).then(|| {
+            let mut view = live.clone();
+            view.ingresses = self.ingresses.clone();
+            view.secrets = self.secrets.clone();
+            view
+        });
         Gated {
-            view,
+            held_view,
             problems,
             report: ChecksumGates {
                 instance_ordinal: self.ordinal,
@@ -283,23 +305,26 @@ fn evaluate<'a>(
             &'a Origin,
         ),
     >,
-    ids: &[String],
+    ids: impl FnOnce() -> Vec<String>,
 ) -> Evaluation {
-    let local = checksum_of(ids);
     let newest = candidates.max_by(|a, b| newer(a.0, a.1, b.0, b.1));
+    // Without a checksum object there is no gate, and the IDs (thousands of strings to format,
+    // sort and hash) are not worth computing.
     let Some((key, _, spec, origin)) = newest else {
         return Evaluation {
             kind,
             state: GateState::None,
             counted: false,
-            local,
-            ids: ids.len(),
+            local: String::new(),
+            ids: 0,
             expected: None,
             object: None,
             origin: None,
             diff: None,
         };
     };
+    let ids = ids();
+    let local = checksum_of(&ids);
     let expected = spec
         .checksum
         .as_deref()
@@ -354,11 +379,16 @@ fn newer(
 struct Held {
     by_gate: usize,
     by_rollout: usize,
+    /// Every served object is the live one (same key set, nothing held).
+    newest_served: bool,
 }
 
 /// Moves the served versions towards the live ones as far as the gate and the rollouts allow.
+/// Only objects that are not already served as they are live are looked at, so an apply after
+/// one change costs one pass of pointer comparisons over the rest.
 fn advance<T: Gateable>(
     served: &mut BTreeMap<NamespacedName, Stored<T>>,
+    rollout_errors: &mut BTreeMap<NamespacedName, Problem>,
     live: &BTreeMap<NamespacedName, Stored<T>>,
     eval: &Evaluation,
     ordinal: Option<i64>,
@@ -366,23 +396,29 @@ fn advance<T: Gateable>(
     changed: &mut bool,
 ) -> Held {
     let mut held = Held::default();
+    let (gone, candidates) = differences(served, live);
     if eval.state == GateState::Fail {
-        held.by_gate = live
-            .iter()
-            .filter(|(k, l)| served.get(*k).is_none_or(|s| s.object != l.object))
-            .count()
-            + served.keys().filter(|k| !live.contains_key(*k)).count();
+        held.by_gate = gone.len()
+            + candidates
+                .iter()
+                .filter(|k| served.get(*k).is_none_or(|s| s.object != live[*k].object))
+                .count();
         return held;
     }
-    let before = served.len();
-    served.retain(|k, _| live.contains_key(k));
-    *changed |= served.len() != before;
-    for (key, newest) in live {
+    for key in &gone {
+        served.remove(key);
+        rollout_errors.remove(key);
+        *changed = true;
+    }
+    for key in &candidates {
+        let newest = &live[key];
         let object = key.object_ref(T::KIND);
+        rollout_errors.remove(key);
         let applies = match Rollout::of(newest.object.meta(), T::FAMILY) {
             Ok(rollout) => rollout.applies_to(ordinal).then_some(()).ok_or(rollout),
             Err((field, why)) => {
-                problems.push(
+                rollout_errors.insert(
+                    key.clone(),
                     Problem::rejected(
                         object.clone(),
                         format!("{why}; the newest version is served as if rollout were off"),
@@ -394,6 +430,7 @@ fn advance<T: Gateable>(
             }
         };
         match (applies, served.get(key)) {
+            // The same content saved again: keep serving the version already served.
             (_, Some(old)) if old.object == newest.object => {}
             (Ok(()), _) => {
                 served.insert(key.clone(), newest.clone());
@@ -428,7 +465,30 @@ fn advance<T: Gateable>(
             }
         }
     }
+    problems.extend(rollout_errors.values().cloned());
+    held.newest_served = held.by_rollout == 0;
     held
+}
+
+/// Keys served but no longer live, and live keys whose object is not the very one served. Both
+/// maps are sorted the same way, so one pass over each suffices.
+fn differences<T>(
+    served: &BTreeMap<NamespacedName, Stored<T>>,
+    live: &BTreeMap<NamespacedName, Stored<T>>,
+) -> (Vec<NamespacedName>, Vec<NamespacedName>) {
+    let (mut gone, mut candidates) = (Vec::new(), Vec::new());
+    let mut old = served.iter().peekable();
+    for (key, newest) in live {
+        while let Some((old_key, _)) = old.next_if(|(k, _)| *k < key) {
+            gone.push(old_key.clone());
+        }
+        match old.next_if(|(k, _)| *k == key) {
+            Some((_, s)) if std::sync::Arc::ptr_eq(&s.object, &newest.object) => {}
+            _ => candidates.push(key.clone()),
+        }
+    }
+    gone.extend(old.map(|(k, _)| k.clone()));
+    (gone, candidates)
 }
 
 /// Counts the Ingresses dropped by the referrer checks (Tengine-Ingress's counters).
@@ -511,7 +571,10 @@ mod tests {
             gated.report.ingress.checksum_object.as_deref(),
             Some("ns/new")
         );
-        assert!(gated.view.ingresses.is_empty(), "nothing was accepted yet");
+        assert!(
+            gated.view(&store).ingresses.is_empty(),
+            "nothing was accepted yet"
+        );
         assert_eq!(
             counters
                 .ing_checksum_errors
@@ -527,7 +590,7 @@ mod tests {
         ]);
         let gated = gates().pass(&store, &counters);
         assert_eq!(gated.report.ingress.state, GateState::Pass);
-        assert_eq!(gated.view.ingresses.len(), 1);
+        assert_eq!(gated.view(&store).ingresses.len(), 1);
         assert_eq!(
             counters
                 .ing_checksum_errors
@@ -543,6 +606,6 @@ mod tests {
         let gated = gates().pass(&store, &counters);
         assert_eq!(gated.report.ingress.state, GateState::None);
         assert_eq!(gated.report.secret.state, GateState::None);
-        assert_eq!(gated.view.ingresses.len(), 1);
+        assert_eq!(gated.view(&store).ingresses.len(), 1);
     }
 }

@@ -10,6 +10,7 @@
 //!   later path in sorted order, with a warning naming both places.
 //! - The store is updated object by object, so only the kinds that changed get a new revision.
 
+mod held;
 mod locate;
 mod parse;
 mod scan;
@@ -19,7 +20,6 @@ mod watch;
 use crate::SourceUpdate;
 use state::DirectoryState;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// The objects of a manifest directory, as last read.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ impl ManifestSource {
 
 fn publish(state: &DirectoryState) -> SourceUpdate {
     SourceUpdate {
-        store: Arc::new(state.store().clone()),
+        store: state.store().clone(),
         problems: state.problems(),
     }
 }

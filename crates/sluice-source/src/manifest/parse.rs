@@ -1,5 +1,6 @@
 //! One manifest file's text to the objects it defines, each with the line it starts on.
 
+use super::held::Held;
 use super::locate::DocumentText;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -16,22 +17,16 @@ pub(crate) type ObjectKey = (ObjectKind, NamespacedName);
 /// One decoded object and where it was defined.
 #[derive(Debug)]
 pub(crate) struct FileObject {
-    pub object: StoredObject,
+    pub object: Held,
     /// A hash of the document as read, to tell a real change from a re-save of the same content
     /// (the document itself is not kept: at 20,000 Ingresses it cost hundreds of MB).
     pub fingerprint: u64,
     pub origin: Origin,
 }
 
-impl FileObject {
-    pub fn same_as(&self, other: &FileObject) -> bool {
-        self.origin == other.origin && self.fingerprint == other.fingerprint
-    }
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct ParsedFile {
-    pub objects: BTreeMap<ObjectKey, Arc<FileObject>>,
+    pub objects: BTreeMap<ObjectKey, FileObject>,
     pub problems: Vec<Problem>,
     /// Some document could not be read as an object, so `objects` may be missing some.
     pub failed: bool,
@@ -197,14 +192,20 @@ impl FileParser {
 
     fn object(&mut self, value: Value, line: usize, text: DocumentText<'_>) {
         let origin = file_origin(&self.path, line);
-        match StoredObject::from_value(value.clone()) {
+        // Decoding consumes the document; what a report about it needs is taken first.
+        let fingerprint = fingerprint_of(&value);
+        let field = |name| value.get(name).and_then(Value::as_str).map(str::to_string);
+        let (api_version, kind) = (field("apiVersion"), field("kind"));
+        let foreign = is_foreign(&value);
+        let named = object_ref(&value);
+        match StoredObject::from_value(value) {
             Ok(Some(object)) => {
                 let key = (object.kind(), ObjectStore::key_of(&object));
-                let defined = Arc::new(FileObject {
-                    object,
-                    fingerprint: fingerprint_of(&value),
+                let defined = FileObject {
+                    object: Held::Decoded(Box::new(object)),
+                    fingerprint,
                     origin,
-                });
+                };
                 if let Some(earlier) = self.parsed.objects.insert(key.clone(), defined) {
                     self.parsed.problems.push(
                         Problem::warning(
@@ -219,16 +220,14 @@ impl FileParser {
                 }
             }
             Ok(None) => {
-                let field = |name| value.get(name).and_then(Value::as_str).unwrap_or("");
-                let (api_version, kind) = (field("apiVersion"), field("kind"));
                 tracing::debug!(
                     origin = %origin,
-                    api_version,
-                    kind,
+                    api_version = api_version.as_deref().unwrap_or(""),
+                    kind = kind.as_deref().unwrap_or(""),
                     "ignoring a manifest of a kind Sluice does not read"
                 );
             }
-            Err(DecodeError::MissingField(_)) if is_foreign(&value) => {
+            Err(DecodeError::MissingField(_)) if foreign => {
                 tracing::debug!(
                     origin = %origin,
                     "ignoring a manifest of a kind Sluice does not read (it also lacks a field Kubernetes requires)"
@@ -245,7 +244,7 @@ impl FileParser {
                     DecodeError::MissingField(_) => origin,
                 };
                 let reason = format!("{err}; {KEEP_HINT}");
-                let problem = match object_ref(&value) {
+                let problem = match named {
                     Some(object) => Problem::rejected(object, reason).from_origin(Some(origin)),
                     None => Problem::file(origin, reason),
                 };

@@ -1,5 +1,6 @@
 //! What every file contributed, and the object store built from it, kept in step file by file.
 
+use super::held::{Held, SharedObject};
 use super::parse::{self, FileObject, ObjectKey, ParsedFile};
 use super::scan;
 use sluice_model::{Origin, Problem};
@@ -14,13 +15,13 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub(crate) struct DirectoryState {
     dir: PathBuf,
-    store: ObjectStore,
+    /// Shared with the update last published: changed in place while nobody else holds it,
+    /// copied on the first change after a publish (so an unchanged directory costs one copy).
+    store: Arc<ObjectStore>,
     /// By path relative to `dir`; sorted, which is also the order in which duplicates win.
-    files: BTreeMap<PathBuf, FileEntry>,
-    /// Which files define each object.
-    owners: BTreeMap<ObjectKey, BTreeSet<PathBuf>>,
-    /// What the store holds for each object, to upsert only what really changed.
-    applied: BTreeMap<ObjectKey, Arc<FileObject>>,
+    files: BTreeMap<Arc<Path>, FileEntry>,
+    /// Every object some file defines or the store still holds.
+    objects: BTreeMap<ObjectKey, Tracked>,
     scan_problems: Vec<Problem>,
 }
 
@@ -31,7 +32,7 @@ struct FileEntry {
     /// Of the content last parsed; `None` after a read error, so the next read parses again.
     fingerprint: Option<u64>,
     /// The objects this file contributes: from its last parse that had no errors (or its first).
-    objects: BTreeMap<ObjectKey, Arc<FileObject>>,
+    objects: BTreeMap<ObjectKey, FileObject>,
     ever_applied: bool,
     problems: Vec<Problem>,
 }
@@ -40,10 +41,9 @@ impl DirectoryState {
     pub fn new(dir: PathBuf) -> Self {
         DirectoryState {
             dir,
-            store: ObjectStore::new(),
+            store: Arc::default(),
             files: BTreeMap::new(),
-            owners: BTreeMap::new(),
-            applied: BTreeMap::new(),
+            objects: BTreeMap::new(),
             scan_problems: Vec::new(),
         }
     }
@@ -52,7 +52,7 @@ impl DirectoryState {
         &self.dir
     }
 
-    pub fn store(&self) -> &ObjectStore {
+    pub fn store(&self) -> &Arc<ObjectStore> {
         &self.store
     }
 
@@ -68,11 +68,11 @@ impl DirectoryState {
         };
         self.scan_problems = listing.problems;
         let mut touched = BTreeSet::new();
-        let gone: Vec<PathBuf> = self
+        let gone: Vec<Arc<Path>> = self
             .files
             .keys()
             .filter(|path| {
-                !listing.files.contains(*path)
+                !listing.files.contains::<Path>(path)
                     && !listing
                         .unreadable_dirs
                         .iter()
@@ -99,15 +99,15 @@ impl DirectoryState {
         for entry in self.files.values() {
             problems.extend(entry.problems.iter().cloned());
         }
-        for (key, paths) in &self.owners {
-            if paths.len() > 1 {
-                problems.push(self.duplicate_warning(key, paths));
+        for (key, tracked) in &self.objects {
+            if tracked.owners.len() > 1 {
+                problems.push(self.duplicate_warning(key, &tracked.owners));
             }
         }
         problems
     }
 
-    fn duplicate_warning(&self, key: &ObjectKey, paths: &BTreeSet<PathBuf>) -> Problem {
+    fn duplicate_warning(&self, key: &ObjectKey, paths: &[Arc<Path>]) -> Problem {
         let origins: Vec<Origin> = paths
             .iter()
             .filter_map(|path| self.files.get(path)?.objects.get(key))
@@ -130,7 +130,7 @@ impl DirectoryState {
         let full = self.dir.join(path);
         let entry = self
             .files
-            .entry(path.to_path_buf())
+            .entry(Arc::from(path))
             .or_insert_with(|| FileEntry {
                 display: full.display().to_string().into(),
                 fingerprint: None,
@@ -184,61 +184,103 @@ impl DirectoryState {
     fn set_objects(
         &mut self,
         path: &Path,
-        objects: BTreeMap<ObjectKey, Arc<FileObject>>,
+        objects: BTreeMap<ObjectKey, FileObject>,
         touched: &mut BTreeSet<ObjectKey>,
     ) {
-        let Some(entry) = self.files.get_mut(path) else {
+        let Some((path, entry)) = self.files.get_key_value(path) else {
             return;
         };
+        let path = path.clone();
         for key in entry.objects.keys() {
-            if let Some(paths) = self.owners.get_mut(key) {
-                paths.remove(path);
-                if paths.is_empty() {
-                    self.owners.remove(key);
-                }
+            if let Some(tracked) = self.objects.get_mut(key) {
+                tracked.owners.retain(|owner| *owner != path);
             }
             touched.insert(key.clone());
         }
         for key in objects.keys() {
-            self.owners
-                .entry(key.clone())
-                .or_default()
-                .insert(path.to_path_buf());
+            let owners = &mut self.objects.entry(key.clone()).or_default().owners;
+            if let Err(at) = owners.binary_search(&path) {
+                owners.insert(at, path.clone());
+            }
             touched.insert(key.clone());
         }
-        entry.objects = objects;
+        if let Some(entry) = self.files.get_mut(&path) {
+            entry.objects = objects;
+        }
     }
 
     /// Brings the store in line for objects whose definitions may have changed.
     fn reconcile(&mut self, touched: BTreeSet<ObjectKey>) {
         for key in touched {
-            let winner = self
+            let Some(tracked) = self.objects.get_mut(&key) else {
+                continue;
+            };
+            let entry = tracked
                 .owners
-                .get(&key)
-                .and_then(|paths| paths.last())
-                .and_then(|path| self.files.get(path))
-                .and_then(|entry| entry.objects.get(&key))
-                .cloned();
-            match winner {
-                Some(winner) => {
-                    let unchanged = self
-                        .applied
-                        .get(&key)
-                        .is_some_and(|applied| applied.same_as(&winner));
-                    if !unchanged {
-                        self.store
-                            .upsert(winner.object.clone(), winner.origin.clone());
-                        self.applied.insert(key, winner);
-                    }
+                .last()
+                .and_then(|path| self.files.get_mut(path));
+            let Some((entry, winner)) = entry.and_then(|entry| {
+                let winner = entry.objects.remove(&key)?;
+                Some((entry, winner))
+            }) else {
+                if tracked.applied.take().is_some() {
+                    Arc::make_mut(&mut self.store).remove(key.0, &key.1);
+                }
+                self.objects.remove(&key);
+                continue;
+            };
+            let FileObject {
+                object,
+                fingerprint,
+                origin,
+            } = winner;
+            let unchanged = tracked.applied.as_ref().is_some_and(|applied| {
+                applied.origin == origin && applied.fingerprint == fingerprint
+            });
+            if !unchanged {
+                Arc::make_mut(&mut self.store).upsert(object.into_decoded(), origin.clone());
+                tracked.applied = Some(Applied {
+                    origin: origin.clone(),
+                    fingerprint,
+                });
+            }
+            // The definition shares the store's object; a re-read file's unchanged objects,
+            // decoded again, are dropped here for the store's equal copy. So each object is
+            // held once.
+            match SharedObject::from_store(&self.store, key.0, &key.1) {
+                Some(shared) => {
+                    let shared = FileObject {
+                        object: Held::Shared(shared),
+                        fingerprint,
+                        origin,
+                    };
+                    entry.objects.insert(key, shared);
                 }
                 None => {
-                    if self.applied.remove(&key).is_some() {
-                        self.store.remove(key.0, &key.1);
-                    }
+                    // Cannot happen: the store has what was applied. Should it, reading the
+                    // file again restores the definition.
+                    tracing::error!(object = %key.1, kind = %key.0, "a manifest object is missing from the store; reading its file again");
+                    entry.fingerprint = None;
                 }
             }
         }
     }
+}
+
+/// One object: the files that define it and the definition the store holds.
+#[derive(Debug, Default)]
+struct Tracked {
+    /// In path order, so the last one wins; nearly always just one.
+    owners: Vec<Arc<Path>>,
+    /// `None` until stored; compared with the winner to upsert only what really changed.
+    applied: Option<Applied>,
+}
+
+/// The definition an object in the store came from.
+#[derive(Debug)]
+struct Applied {
+    origin: Origin,
+    fingerprint: u64,
 }
 
 fn fingerprint(bytes: &[u8]) -> u64 {
@@ -295,6 +337,99 @@ mod tests {
             third.ingress,
             second.ingress + 1,
             "a new line number is a change: problems must point at the right line"
+        );
+    }
+
+    fn web_key() -> ObjectKey {
+        (
+            sluice_model::ObjectKind::Service,
+            sluice_store::NamespacedName::new("default", "web"),
+        )
+    }
+
+    fn port(state: &DirectoryState) -> Option<i32> {
+        let stored = state.store().services.get(&web_key().1)?;
+        Some(stored.object.spec.as_ref()?.ports.as_ref()?.first()?.port)
+    }
+
+    /// Whether the definition in `file` holds the very object the store holds.
+    fn shares_the_stored_object(state: &DirectoryState, file: &str) -> bool {
+        let definition = &state.files[Path::new(file)].objects[&web_key()];
+        match (&definition.object, state.store().services.get(&web_key().1)) {
+            (Held::Shared(SharedObject::Service(held)), Some(stored)) => {
+                Arc::ptr_eq(held, &stored.object)
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn each_object_is_held_once_also_after_its_file_is_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("app.yaml");
+        fs::write(
+            &file,
+            format!(
+                "{INGRESS}---
+{}",
+                service(80)
+            ),
+        )
+        .unwrap();
+        let mut state = DirectoryState::new(tmp.path().to_path_buf());
+        state.rescan().unwrap();
+        assert!(shares_the_stored_object(&state, "app.yaml"));
+        let published = state.store().clone();
+
+        // The Ingress changes, so the file is decoded again, Service and all.
+        let edited = INGRESS.replace("spec: {}", "spec: {ingressClassName: x}");
+        fs::write(&file, format!("{edited}---\n{}", service(80))).unwrap();
+        state.rescan().unwrap();
+        assert!(shares_the_stored_object(&state, "app.yaml"));
+        assert!(
+            Arc::ptr_eq(
+                &published.services[&web_key().1].object,
+                &state.store().services[&web_key().1].object
+            ),
+            "the unchanged Service is the same object as before"
+        );
+        let (before, after) = (published.revisions(), state.store().revisions());
+        assert_eq!(
+            (after.ingress, after.service),
+            (before.ingress + 1, before.service)
+        );
+    }
+
+    #[test]
+    fn a_definition_that_lost_comes_back_when_the_winner_goes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut state = DirectoryState::new(tmp.path().to_path_buf());
+        fs::write(tmp.path().join("1.yaml"), service(80)).unwrap();
+        state.rescan().unwrap();
+        assert_eq!(port(&state), Some(80));
+
+        fs::write(tmp.path().join("2.yaml"), service(81)).unwrap();
+        state.rescan().unwrap();
+        assert_eq!(port(&state), Some(81));
+        assert!(shares_the_stored_object(&state, "2.yaml"));
+        assert!(!shares_the_stored_object(&state, "1.yaml"));
+
+        fs::remove_file(tmp.path().join("2.yaml")).unwrap();
+        state.rescan().unwrap();
+        assert_eq!(
+            port(&state),
+            Some(80),
+            "1.yaml's definition is in effect again"
+        );
+        assert!(shares_the_stored_object(&state, "1.yaml"));
+        assert_eq!(state.problems(), Vec::new());
+
+        fs::remove_file(tmp.path().join("1.yaml")).unwrap();
+        state.rescan().unwrap();
+        assert!(state.store().is_empty());
+        assert!(
+            state.objects.is_empty(),
+            "nothing is tracked for a gone object"
         );
     }
 }

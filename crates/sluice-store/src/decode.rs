@@ -6,6 +6,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use sluice_model::ObjectKind;
 
+/// kubectl's annotation holding a full copy of the object as last applied: never read.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// One object of a kind Sluice reads.
 // Short-lived: decoded, then moved into the store's `Arc`; boxing the variants would only
 // complicate every match.
@@ -39,7 +42,11 @@ pub enum DecodeError {
 
 impl StoredObject {
     /// Decodes a document. `Ok(None)` for kinds Sluice does not read (they are ignored).
-    pub fn from_value(value: serde_json::Value) -> Result<Option<StoredObject>, DecodeError> {
+    ///
+    /// `metadata.managedFields` and the last-applied annotation are dropped: nothing reads them,
+    /// and in a `kubectl get -o yaml` dump they are often larger than the rest of the object.
+    pub fn from_value(mut value: serde_json::Value) -> Result<Option<StoredObject>, DecodeError> {
+        drop_unread(&mut value);
         let api_version = value
             .get("apiVersion")
             .and_then(|v| v.as_str())
@@ -120,5 +127,52 @@ impl StoredObject {
             StoredObject::IngressCheckSum(o) => &o.metadata,
             StoredObject::SecretCheckSum(o) => &o.metadata,
         }
+    }
+}
+
+fn drop_unread(value: &mut serde_json::Value) {
+    let Some(metadata) = value
+        .get_mut("metadata")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    metadata.remove("managedFields");
+    if let Some(annotations) = metadata
+        .get_mut("annotations")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn managed_fields_and_the_last_applied_copy_are_not_kept() {
+        let decoded = StoredObject::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {
+                "name": "web",
+                "annotations": {
+                    LAST_APPLIED_ANNOTATION: "{\"apiVersion\": \"networking.k8s.io/v1\"}",
+                    "nginx.ingress.kubernetes.io/rewrite-target": "/"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "spec": {}
+        }));
+        let Ok(Some(StoredObject::Ingress(ingress))) = decoded else {
+            panic!("not decoded: {decoded:?}");
+        };
+        assert_eq!(ingress.metadata.managed_fields, None);
+        let annotations = ingress.metadata.annotations.unwrap_or_default();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["nginx.ingress.kubernetes.io/rewrite-target"]
+        );
     }
 }

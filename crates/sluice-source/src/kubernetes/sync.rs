@@ -33,7 +33,9 @@ pub(super) enum Change {
 
 #[derive(Debug)]
 pub(super) struct SyncState {
-    store: ObjectStore,
+    /// Shared with the update last published: changed in place while nobody else holds it,
+    /// copied on the first change after a publish (instead of a copy per publish).
+    store: Arc<ObjectStore>,
     /// Every watched kind; the first publish waits until each one has been listed.
     expected: BTreeSet<ObjectKind>,
     listed: BTreeSet<ObjectKind>,
@@ -51,7 +53,7 @@ pub(super) struct SyncState {
 impl SyncState {
     pub fn new(expected: BTreeSet<ObjectKind>, refuse_empty: bool) -> Self {
         SyncState {
-            store: ObjectStore::new(),
+            store: Arc::default(),
             expected,
             listed: BTreeSet::new(),
             relisting: BTreeMap::new(),
@@ -90,7 +92,7 @@ impl SyncState {
             Change::Applied(object) => self.upsert(object),
             Change::Deleted(object) => {
                 let kind = object.kind();
-                self.store.remove(kind, &ObjectStore::key_of(&object));
+                Arc::make_mut(&mut self.store).remove(kind, &ObjectStore::key_of(&object));
             }
             Change::Absent(kind) => {
                 self.replace_kind(kind, Vec::new());
@@ -109,7 +111,7 @@ impl SyncState {
             self.upsert(object);
         }
         for key in gone {
-            self.store.remove(kind, &key);
+            Arc::make_mut(&mut self.store).remove(kind, &key);
         }
     }
 
@@ -125,21 +127,27 @@ impl SyncState {
         // Ingress after it applies: such a write must not rebuild every route on every replica.
         // The store keeps the new object (the leader compares the status it would write with it)
         // without moving the Ingress revision.
-        if let StoredObject::Ingress(new) = &object
-            && let Some(old) = self.store.ingresses.get(&key)
-            && only_status_differs(&old.object, new)
-        {
-            self.store.ingresses.insert(
-                key,
-                Stored {
-                    object: Arc::new(new.clone()),
-                    origin: Origin::ApiServer,
-                },
-            );
-            self.status_changed = true;
-            return;
-        }
-        self.store.upsert(object, Origin::ApiServer);
+        let object = match object {
+            StoredObject::Ingress(new)
+                if self
+                    .store
+                    .ingresses
+                    .get(&key)
+                    .is_some_and(|old| only_status_differs(&old.object, &new)) =>
+            {
+                Arc::make_mut(&mut self.store).ingresses.insert(
+                    key,
+                    Stored {
+                        object: Arc::new(new),
+                        origin: Origin::ApiServer,
+                    },
+                );
+                self.status_changed = true;
+                return;
+            }
+            other => other,
+        };
+        Arc::make_mut(&mut self.store).upsert(object, Origin::ApiServer);
     }
 
     /// The update to publish now, if anything changed since the last one.
@@ -176,7 +184,7 @@ impl SyncState {
             );
             self.refusing = false;
         }
-        let store = Arc::new(self.store.clone());
+        let store = self.store.clone();
         self.served = Some(store.clone());
         Some(SourceUpdate {
             store,

@@ -16,7 +16,8 @@ pub struct Snapshot {
     pub certificates: CertStore,
     /// Every backend a route points at, so endpoint changes can be applied without rebuilding
     /// routes.
-    pub backends: BTreeMap<BackendKey, Arc<BackendSlot>>,
+    /// Shared with the next snapshot when no backend comes or goes.
+    pub backends: Arc<BTreeMap<BackendKey, Arc<BackendSlot>>>,
     pub options: Arc<GlobalOptions>,
 }
 

@@ -7,6 +7,14 @@ use std::collections::BTreeSet;
 /// A warning per (Ingress, backend) whose Service or Service port does not exist, canary
 /// Ingresses included.
 pub fn backend_problems(snapshot: &Snapshot) -> Vec<Problem> {
+    // Usually every backend is fine: then there is no need to walk every route.
+    if !snapshot
+        .backends
+        .values()
+        .any(|slot| unavailable_reason(slot).is_some())
+    {
+        return Vec::new();
+    }
     let mut seen = BTreeSet::new();
     let mut problems = Vec::new();
     let routes = snapshot
@@ -98,8 +106,15 @@ mod tests {
             ],
             ..Default::default()
         }));
+        // As translation makes it: every slot a route uses is listed.
+        let backends = hosts
+            .iter()
+            .flat_map(|v| v.routes.iter())
+            .map(|r| (r.backend().key.clone(), r.backend().clone()))
+            .collect();
         let snapshot = Snapshot {
             hosts,
+            backends: Arc::new(backends),
             ..Default::default()
         };
         let problems = backend_problems(&snapshot);

@@ -54,7 +54,7 @@ pub fn resolve_endpoints(store: &ObjectStore, key: &BackendKey) -> Endpoints {
 
 /// For an endpoint-only change: sets every slot of `snapshot.backends` from the store.
 pub fn refresh_endpoints(store: &ObjectStore, snapshot: &Snapshot) {
-    for (key, slot) in &snapshot.backends {
+    for (key, slot) in snapshot.backends.iter() {
         slot.set_endpoints(resolve_endpoints(store, key));
     }
 }

@@ -82,15 +82,19 @@ impl CertMemo {
 #[derive(Default)]
 pub(crate) struct SlotPool {
     slots: BTreeMap<BackendKey, (Arc<BackendSlot>, usize)>,
+    /// The map handed to the last snapshot, reused while no slot comes or goes.
+    published: Option<Arc<BTreeMap<BackendKey, Arc<BackendSlot>>>>,
 }
 
 impl SlotPool {
     /// The slot of `key`, created with the store's endpoints if no group uses it yet. The
     /// caller must [`SlotPool::hold`] it for it to stay.
     pub(crate) fn slot(&mut self, store: &ObjectStore, key: BackendKey) -> Arc<BackendSlot> {
+        let published = &mut self.published;
         self.slots
             .entry(key)
             .or_insert_with_key(|key| {
+                *published = None;
                 (
                     Arc::new(BackendSlot::new(key.clone(), resolve_endpoints(store, key))),
                     0,
@@ -118,7 +122,11 @@ impl SlotPool {
 
     /// Drops the slots no group holds, the ones created and then not used included.
     pub(crate) fn sweep(&mut self) {
+        let before = self.slots.len();
         self.slots.retain(|_, (_, users)| *users > 0);
+        if self.slots.len() != before {
+            self.published = None;
+        }
     }
 
     /// Re-reads every slot's endpoints from `store`.
@@ -128,10 +136,17 @@ impl SlotPool {
         }
     }
 
-    pub(crate) fn snapshot_map(&self) -> BTreeMap<BackendKey, Arc<BackendSlot>> {
-        self.slots
-            .iter()
-            .map(|(key, (slot, _))| (key.clone(), slot.clone()))
-            .collect()
+    pub(crate) fn snapshot_map(&mut self) -> Arc<BTreeMap<BackendKey, Arc<BackendSlot>>> {
+        let slots = &self.slots;
+        self.published
+            .get_or_insert_with(|| {
+                Arc::new(
+                    slots
+                        .iter()
+                        .map(|(key, (slot, _))| (key.clone(), slot.clone()))
+                        .collect(),
+                )
+            })
+            .clone()
     }
 }

@@ -325,7 +325,7 @@ impl Translator {
                 } else if let Some(parent) = vhost.name.strip_prefix("*.") {
                     self.hosts.wildcard.remove(parent);
                 } else {
-                    self.hosts.exact.remove(&vhost.name);
+                    self.hosts.exact.remove(vhost.name.as_str());
                 }
             }
             for (name, _) in &group.output.certs {

@@ -96,7 +96,7 @@ fn describe(t: &Translation) -> Vec<String> {
     for (host, versions) in &certificates.protocols {
         lines.push(format!("protocols {host} {versions:?}"));
     }
-    for (key, slot) in backends {
+    for (key, slot) in backends.iter() {
         lines.push(format!("backend {key:?} {:?}", slot.endpoints()));
     }
     lines.push(format!("options {options:?}"));

@@ -14,6 +14,8 @@ pub use checksum::{
     SecretCheckSum,
 };
 pub use decode::{DecodeError, StoredObject};
+/// The persistent map type of [`ObjectStore`]'s fields.
+pub use imbl::OrdMap;
 pub use store::{KindRevisions, NamespacedName, ObjectStore, Stored};
 
 /// Re-exported so that sources and translation agree on one version of the API types.

@@ -27,7 +27,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use sluice_model::{
     CertSet, CertStore, HostTable, ObjectKind, Problem, Snapshot, TlsVersions, VirtualHost,
 };
-use sluice_store::{NamespacedName, ObjectStore, Stored};
+use sluice_store::{NamespacedName, ObjectStore, OrdMap, Stored};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -484,7 +484,7 @@ static EMPTY_NAMES: Names = Names {
 /// Keys present in only one of the two maps, or whose object is not the very same one. Both
 /// maps are sorted the same way, so one pass over each suffices.
 fn changed_keys(
-    now: &BTreeMap<NamespacedName, Stored<Ingress>>,
+    now: &OrdMap<NamespacedName, Stored<Ingress>>,
     before: &BTreeMap<NamespacedName, Member>,
 ) -> Vec<NamespacedName> {
     let mut changed = Vec::new();

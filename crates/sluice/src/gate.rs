@@ -20,7 +20,7 @@ use sluice_model::{ObjectKind, Origin, Problem};
 use sluice_store::k8s_openapi::api::core::v1::Secret;
 use sluice_store::k8s_openapi::api::networking::v1::Ingress;
 use sluice_store::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice_store::{CheckSumSpec, NamespacedName, ObjectStore, Stored};
+use sluice_store::{CheckSumSpec, NamespacedName, ObjectStore, OrdMap, Stored};
 use sluice_translate::{
     ReferrerLists, Rollout, RolloutFamily, TranslateOptions, checksum_of, ingress_ids, is_ours,
     referrer_accepts, secret_ids, sorted_ids,
@@ -93,8 +93,8 @@ pub struct Gates {
     translate: TranslateOptions,
     ordinal: Option<i64>,
     state: Option<ServedState>,
-    ingresses: BTreeMap<NamespacedName, Stored<Ingress>>,
-    secrets: BTreeMap<NamespacedName, Stored<Secret>>,
+    ingresses: OrdMap<NamespacedName, Stored<Ingress>>,
+    secrets: OrdMap<NamespacedName, Stored<Secret>>,
     /// Malformed rollout annotations of the newest versions, kept while those versions are live
     /// so that they are reported on every apply without re-reading unchanged objects.
     ingress_rollout_errors: BTreeMap<NamespacedName, Problem>,
@@ -387,9 +387,9 @@ struct Held {
 /// Only objects that are not already served as they are live are looked at, so an apply after
 /// one change costs one pass of pointer comparisons over the rest.
 fn advance<T: Gateable>(
-    served: &mut BTreeMap<NamespacedName, Stored<T>>,
+    served: &mut OrdMap<NamespacedName, Stored<T>>,
     rollout_errors: &mut BTreeMap<NamespacedName, Problem>,
-    live: &BTreeMap<NamespacedName, Stored<T>>,
+    live: &OrdMap<NamespacedName, Stored<T>>,
     eval: &Evaluation,
     ordinal: Option<i64>,
     problems: &mut Vec<Problem>,
@@ -473,8 +473,8 @@ fn advance<T: Gateable>(
 /// Keys served but no longer live, and live keys whose object is not the very one served. Both
 /// maps are sorted the same way, so one pass over each suffices.
 fn differences<T>(
-    served: &BTreeMap<NamespacedName, Stored<T>>,
-    live: &BTreeMap<NamespacedName, Stored<T>>,
+    served: &OrdMap<NamespacedName, Stored<T>>,
+    live: &OrdMap<NamespacedName, Stored<T>>,
 ) -> (Vec<NamespacedName>, Vec<NamespacedName>) {
     let (mut gone, mut candidates) = (Vec::new(), Vec::new());
     let mut old = served.iter().peekable();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sluice_model::Origin;
 use sluice_store::k8s_openapi::api::core::v1::Secret;
 use sluice_store::k8s_openapi::api::networking::v1::Ingress;
-use sluice_store::{NamespacedName, Stored};
+use sluice_store::{NamespacedName, OrdMap, Stored};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,8 +25,8 @@ pub struct ServedState {
 /// The served versions read back at start.
 #[derive(Debug, Default)]
 pub struct Restored {
-    pub ingresses: BTreeMap<NamespacedName, Stored<Ingress>>,
-    pub secrets: BTreeMap<NamespacedName, Stored<Secret>>,
+    pub ingresses: OrdMap<NamespacedName, Stored<Ingress>>,
+    pub secrets: OrdMap<NamespacedName, Stored<Secret>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,8 +81,8 @@ impl ServedState {
 
     pub fn save(
         &self,
-        ingresses: &BTreeMap<NamespacedName, Stored<Ingress>>,
-        secrets: &BTreeMap<NamespacedName, Stored<Secret>>,
+        ingresses: &OrdMap<NamespacedName, Stored<Ingress>>,
+        secrets: &OrdMap<NamespacedName, Stored<Secret>>,
     ) -> Result<(), String> {
         let file = FileFormat {
             format: FORMAT,
@@ -112,7 +112,7 @@ impl ServedState {
     }
 }
 
-fn entries<T>(map: &BTreeMap<NamespacedName, Stored<T>>) -> BTreeMap<String, Entry<&T>> {
+fn entries<T>(map: &OrdMap<NamespacedName, Stored<T>>) -> BTreeMap<String, Entry<&T>> {
     map.iter()
         .map(|(key, stored)| {
             let (file, line) = match &stored.origin {
@@ -129,7 +129,7 @@ fn entries<T>(map: &BTreeMap<NamespacedName, Stored<T>>) -> BTreeMap<String, Ent
         .collect()
 }
 
-fn restore<T>(entries: BTreeMap<String, Entry<T>>) -> BTreeMap<NamespacedName, Stored<T>> {
+fn restore<T>(entries: BTreeMap<String, Entry<T>>) -> OrdMap<NamespacedName, Stored<T>> {
     entries
         .into_iter()
         .filter_map(|(key, entry)| {
@@ -175,14 +175,14 @@ mod tests {
             path: Arc::from("/m/web.yaml"),
             line: 3,
         };
-        let ingresses = BTreeMap::from([(
+        let ingresses = OrdMap::from_iter([(
             key.clone(),
             Stored {
                 object: Arc::new(ingress.clone()),
                 origin: origin.clone(),
             },
         )]);
-        state.save(&ingresses, &BTreeMap::new()).unwrap();
+        state.save(&ingresses, &OrdMap::new()).unwrap();
         let restored = state.load().unwrap().unwrap();
         assert_eq!(*restored.ingresses[&key].object, ingress);
         assert_eq!(restored.ingresses[&key].origin, origin);

@@ -96,7 +96,7 @@ impl StatusPublisher {
                 input
                     .store
                     .ingresses
-                    .get(key)
+                    .get(*key)
                     .is_some_and(|stored| current_addresses(&stored.object) != desired)
             })
             .cloned()

@@ -4,7 +4,7 @@
 use crate::SourceUpdate;
 use k8s_openapi::api::networking::v1::Ingress;
 use sluice_model::{ObjectKind, ObjectRef, Origin, Problem, Severity};
-use sluice_store::{KindRevisions, NamespacedName, ObjectStore, Stored, StoredObject};
+use sluice_store::{KindRevisions, NamespacedName, ObjectStore, OrdMap, Stored, StoredObject};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -274,7 +274,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 fn keys_of(store: &ObjectStore, kind: ObjectKind) -> Vec<NamespacedName> {
-    fn keys<T>(map: &BTreeMap<NamespacedName, T>) -> Vec<NamespacedName> {
+    fn keys<T: Clone>(map: &OrdMap<NamespacedName, T>) -> Vec<NamespacedName> {
         map.keys().cloned().collect()
     }
     match kind {

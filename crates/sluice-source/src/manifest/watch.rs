@@ -9,8 +9,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-/// How long the directory must be quiet before a burst of events is read.
-const QUIET: Duration = Duration::from_millis(200);
+/// How long the directory must be quiet before a burst of events is read. Short, because it is
+/// added to every change's latency; atomic writers (kubelet's symlink swap, editors that rename)
+/// produce their burst within microseconds, and a file caught half-written is only reported
+/// until the next event re-reads it (its objects' last good versions keep serving meanwhile).
+const QUIET: Duration = Duration::from_millis(25);
 /// A burst that never goes quiet (a writer appending for a long time) is still read this often.
 const MAX_DELAY: Duration = Duration::from_secs(1);
 /// The safety net: events can be lost (queue overflow, a directory replaced under the watch).

@@ -16,6 +16,8 @@ pub use checksum::{
 pub use decode::{DecodeError, StoredObject};
 /// The persistent map type of [`ObjectStore`]'s fields.
 pub use imbl::OrdMap;
+/// One difference between two versions of an [`OrdMap`] (`OrdMap::diff`).
+pub use imbl::ordmap::DiffItem;
 pub use store::{KindRevisions, NamespacedName, ObjectStore, Stored};
 
 /// Re-exported so that sources and translation agree on one version of the API types.

@@ -58,6 +58,15 @@ pub struct Stored<T> {
     pub origin: Origin,
 }
 
+/// Identity, not content: the very same object read from the same place. This is what lets
+/// `OrdMap::diff` between two versions of a store find the changed entries quickly (shared
+/// subtrees are skipped), and what readers that reuse earlier work need to know.
+impl<T> PartialEq for Stored<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.object, &other.object) && self.origin == other.origin
+    }
+}
+
 impl<T> Clone for Stored<T> {
     fn clone(&self) -> Self {
         Stored {

@@ -8,11 +8,7 @@ use std::collections::BTreeSet;
 /// Ingresses included.
 pub fn backend_problems(snapshot: &Snapshot) -> Vec<Problem> {
     // Usually every backend is fine: then there is no need to walk every route.
-    if !snapshot
-        .backends
-        .values()
-        .any(|slot| unavailable_reason(slot).is_some())
-    {
+    if !any_backend_unavailable(snapshot) {
         return Vec::new();
     }
     let mut seen = BTreeSet::new();
@@ -41,6 +37,15 @@ pub fn backend_problems(snapshot: &Snapshot) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// Whether some backend of the snapshot has no Service or no such Service port (what
+/// [`backend_problems`] reports). Depends only on the backend map and the slots' endpoints.
+pub fn any_backend_unavailable(snapshot: &Snapshot) -> bool {
+    snapshot
+        .backends
+        .values()
+        .any(|slot| unavailable_reason(slot).is_some())
 }
 
 fn unavailable_reason(slot: &BackendSlot) -> Option<String> {

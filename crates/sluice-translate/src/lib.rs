@@ -40,7 +40,7 @@ mod translator;
 mod validity;
 mod values;
 
-pub use backend_problems::backend_problems;
+pub use backend_problems::{any_backend_unavailable, backend_problems};
 pub use checksum::{
     ChecksumId, checksum_of, first_certificate_der, ingress_ids, name_id, object_version,
     secret_ids, sorted_ids,

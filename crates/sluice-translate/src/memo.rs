@@ -62,15 +62,6 @@ impl CertMemo {
         result
     }
 
-    /// Secrets looked up before that are no longer what they were (changed, created, deleted).
-    pub(crate) fn changed(&self, store: &ObjectStore) -> Vec<NamespacedName> {
-        self.entries
-            .iter()
-            .filter(|(key, entry)| !same_secret(entry.source.as_ref(), store.secrets.get(*key)))
-            .map(|(key, _)| key.clone())
-            .collect()
-    }
-
     /// Forgets the Secrets `keep` says nobody names any more.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&NamespacedName) -> bool) {
         self.entries.retain(|key, _| keep(key));

@@ -27,7 +27,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use sluice_model::{
     CertSet, CertStore, HostTable, ObjectKind, Problem, Snapshot, TlsVersions, VirtualHost,
 };
-use sluice_store::{NamespacedName, ObjectStore, OrdMap, Stored};
+use sluice_store::{DiffItem, NamespacedName, ObjectStore, OrdMap, Stored};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -43,6 +43,10 @@ pub struct Translator {
     /// Revisions of Services, EndpointSlices and Endpoints when slots were last filled.
     endpoints_seen: Option<(u64, u64, u64)>,
     members: BTreeMap<NamespacedName, Member>,
+    /// The Ingresses and Secrets of the store translated last: the next store is compared with
+    /// them (persistent maps: the unchanged parts are shared and skipped).
+    seen_ingresses: OrdMap<NamespacedName, Stored<Ingress>>,
+    seen_secrets: OrdMap<NamespacedName, Stored<k8s_openapi::api::core::v1::Secret>>,
     /// Strong name -> the group naming it.
     owners: HashMap<String, GroupId>,
     /// Weak name `*.foo.com` -> Ingresses with a host under `foo.com`.
@@ -61,7 +65,6 @@ pub struct Translator {
 }
 
 struct Member {
-    stored: Stored<Ingress>,
     /// `None` when the Ingress is not ours.
     names: Option<Names>,
     group: Option<GroupId>,
@@ -128,6 +131,8 @@ impl Translator {
             globals_seen: None,
             endpoints_seen: None,
             members: BTreeMap::new(),
+            seen_ingresses: OrdMap::new(),
+            seen_secrets: OrdMap::new(),
             owners: HashMap::new(),
             weak: HashMap::new(),
             groups: HashMap::new(),
@@ -226,7 +231,8 @@ impl Translator {
         &mut self,
         store: &ObjectStore,
     ) -> (BTreeSet<GroupId>, BTreeSet<NamespacedName>) {
-        let changed = changed_keys(&store.ingresses, &self.members);
+        let changed = changed_keys(&self.seen_ingresses, &store.ingresses);
+        self.seen_ingresses = store.ingresses.clone();
         let mut dirty = BTreeSet::new();
         let mut redo = BTreeSet::new();
         for key in changed {
@@ -258,18 +264,12 @@ impl Translator {
                 }
                 redo.insert(key.clone());
             }
-            self.members.insert(
-                key,
-                Member {
-                    stored: stored.clone(),
-                    names,
-                    group: None,
-                },
-            );
+            self.members.insert(key, Member { names, group: None });
         }
-        for secret in self.certs.changed(store) {
+        for secret in changed_keys(&self.seen_secrets, &store.secrets) {
             dirty.extend(self.secret_users.get(&secret).into_iter().flatten());
         }
+        self.seen_secrets = store.secrets.clone();
         (dirty, redo)
     }
 
@@ -481,27 +481,18 @@ static EMPTY_NAMES: Names = Names {
     weak: Vec::new(),
 };
 
-/// Keys present in only one of the two maps, or whose object is not the very same one. Both
-/// maps are sorted the same way, so one pass over each suffices.
-fn changed_keys(
-    now: &OrdMap<NamespacedName, Stored<Ingress>>,
-    before: &BTreeMap<NamespacedName, Member>,
+/// Keys present in only one of the two maps, or whose object is not the very same one.
+fn changed_keys<T>(
+    before: &OrdMap<NamespacedName, Stored<T>>,
+    now: &OrdMap<NamespacedName, Stored<T>>,
 ) -> Vec<NamespacedName> {
-    let mut changed = Vec::new();
-    let mut old = before.iter().peekable();
-    for (key, stored) in now {
-        while let Some((old_key, _)) = old.next_if(|(k, _)| *k < key) {
-            changed.push(old_key.clone());
-        }
-        match old.next_if(|(k, _)| *k == key) {
-            Some((_, member))
-                if Arc::ptr_eq(&member.stored.object, &stored.object)
-                    && member.stored.origin == stored.origin => {}
-            _ => changed.push(key.clone()),
-        }
-    }
-    changed.extend(old.map(|(k, _)| k.clone()));
-    changed
+    before
+        .diff(now)
+        .map(|item| match item {
+            DiffItem::Add(key, _) | DiffItem::Remove(key, _) => key.clone(),
+            DiffItem::Update { new: (key, _), .. } => key.clone(),
+        })
+        .collect()
 }
 
 /// The names an Ingress's result depends on (see the module comment).

@@ -4,10 +4,12 @@
 
 use crate::gate::{GateOptions, Gates};
 use sluice_admin::{ApplyReport, ChecksumGates, RuntimeState};
-use sluice_model::Problem;
+use sluice_model::{BackendKey, BackendSlot, Problem};
 use sluice_source::SourceUpdate;
 use sluice_store::KindRevisions;
-use sluice_translate::{TranslateOptions, Translator, backend_problems, refresh_endpoints};
+use sluice_translate::{
+    TranslateOptions, Translator, any_backend_unavailable, backend_problems, refresh_endpoints,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -24,7 +26,12 @@ pub struct Applier {
     gate_problems: Vec<Problem>,
     gate_report: Arc<ChecksumGates>,
     reported: HashSet<String>,
+    /// Whether some backend was unavailable, for which backend map and endpoint revisions:
+    /// checking 40,000 slots on every apply is most of an apply that changed one Ingress.
+    availability: Option<(BackendMap, (u64, u64, u64), bool)>,
 }
+
+type BackendMap = Arc<std::collections::BTreeMap<BackendKey, Arc<BackendSlot>>>;
 
 impl Applier {
     /// `gates`: this instance's rollout ordinal and `--state-dir`.
@@ -43,6 +50,7 @@ impl Applier {
             gate_problems: Vec::new(),
             gate_report: Arc::default(),
             reported: HashSet::new(),
+            availability: None,
         }
     }
 
@@ -92,7 +100,27 @@ impl Applier {
             .chain(&self.translation_problems)
             .cloned()
             .collect();
-        problems.extend(backend_problems(&self.state.snapshot.load()));
+        let snapshot = self.state.snapshot.load_full();
+        let endpoints = (
+            revisions.service,
+            revisions.endpoint_slice,
+            revisions.endpoints,
+        );
+        let unavailable = match &self.availability {
+            Some((backends, seen, unavailable))
+                if Arc::ptr_eq(backends, &snapshot.backends) && *seen == endpoints =>
+            {
+                *unavailable
+            }
+            _ => {
+                let unavailable = any_backend_unavailable(&snapshot);
+                self.availability = Some((snapshot.backends.clone(), endpoints, unavailable));
+                unavailable
+            }
+        };
+        if unavailable {
+            problems.extend(backend_problems(&snapshot));
+        }
         self.log_new_problems(&problems);
         self.state.report.store(Arc::new(ApplyReport {
             applied_at: SystemTime::now(),

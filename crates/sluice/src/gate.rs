@@ -20,7 +20,7 @@ use sluice_model::{ObjectKind, Origin, Problem};
 use sluice_store::k8s_openapi::api::core::v1::Secret;
 use sluice_store::k8s_openapi::api::networking::v1::Ingress;
 use sluice_store::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice_store::{CheckSumSpec, NamespacedName, ObjectStore, OrdMap, Stored};
+use sluice_store::{CheckSumSpec, DiffItem, NamespacedName, ObjectStore, OrdMap, Stored};
 use sluice_translate::{
     ReferrerLists, Rollout, RolloutFamily, TranslateOptions, checksum_of, ingress_ids, is_ours,
     referrer_accepts, secret_ids, sorted_ids,
@@ -467,27 +467,29 @@ fn advance<T: Gateable>(
     }
     problems.extend(rollout_errors.values().cloned());
     held.newest_served = held.by_rollout == 0;
+    if held.newest_served {
+        // Share structure with the live map, so that the next comparison is quick.
+        *served = live.clone();
+    }
     held
 }
 
-/// Keys served but no longer live, and live keys whose object is not the very one served. Both
-/// maps are sorted the same way, so one pass over each suffices.
+/// Keys served but no longer live, and live keys whose object is not the very one served. Once
+/// everything is served as it is live the served map is a clone of the live one, so this skips
+/// what the two still share.
 fn differences<T>(
     served: &OrdMap<NamespacedName, Stored<T>>,
     live: &OrdMap<NamespacedName, Stored<T>>,
 ) -> (Vec<NamespacedName>, Vec<NamespacedName>) {
     let (mut gone, mut candidates) = (Vec::new(), Vec::new());
-    let mut old = served.iter().peekable();
-    for (key, newest) in live {
-        while let Some((old_key, _)) = old.next_if(|(k, _)| *k < key) {
-            gone.push(old_key.clone());
-        }
-        match old.next_if(|(k, _)| *k == key) {
-            Some((_, s)) if std::sync::Arc::ptr_eq(&s.object, &newest.object) => {}
-            _ => candidates.push(key.clone()),
+    for item in served.diff(live) {
+        match item {
+            DiffItem::Remove(key, _) => gone.push(key.clone()),
+            DiffItem::Add(key, _) | DiffItem::Update { new: (key, _), .. } => {
+                candidates.push(key.clone())
+            }
         }
     }
-    gone.extend(old.map(|(k, _)| k.clone()));
     (gone, candidates)
 }
 

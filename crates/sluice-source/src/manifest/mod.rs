@@ -61,9 +61,14 @@ impl ManifestSource {
         watch::run(self, tx).await;
     }
 
-    /// Reads the directory again; returns whether the published state changed.
-    fn rescan(&mut self) -> bool {
-        let read = self.state.rescan();
+    /// Reads the directory again (`quick`: only files whose metadata changed); returns whether
+    /// the published state changed.
+    fn rescan(&mut self, quick: bool) -> bool {
+        let read = if quick {
+            self.state.rescan_quick()
+        } else {
+            self.state.rescan()
+        };
         let before = &self.current;
         let changed = self.state.store().revisions() != before.store.revisions()
             || self.state.problems() != before.problems;

@@ -26,15 +26,16 @@ pub(super) async fn run(mut source: ManifestSource, tx: watch::Sender<SourceUpda
     rescan_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The first tick fires at once: it catches what changed between load() and now.
     loop {
-        tokio::select! {
+        let quick = tokio::select! {
             _ = tx.closed() => return,
-            _ = rescan_timer.tick() => {}
+            _ = rescan_timer.tick() => false,
             Some(()) = events.recv() => {
                 settle(&mut events).await;
                 rescan_timer.reset();
+                true
             }
-        }
-        let Some((rescanned, changed)) = rescan_off_thread(source).await else {
+        };
+        let Some((rescanned, changed)) = rescan_off_thread(source, quick).await else {
             return;
         };
         source = rescanned;
@@ -59,9 +60,12 @@ async fn settle(events: &mut mpsc::UnboundedReceiver<()>) {
 }
 
 /// File reads block, so they run on the blocking pool.
-async fn rescan_off_thread(mut source: ManifestSource) -> Option<(ManifestSource, bool)> {
+async fn rescan_off_thread(
+    mut source: ManifestSource,
+    quick: bool,
+) -> Option<(ManifestSource, bool)> {
     let result = tokio::task::spawn_blocking(move || {
-        let changed = source.rescan();
+        let changed = source.rescan(quick);
         (source, changed)
     })
     .await;

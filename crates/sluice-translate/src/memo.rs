@@ -75,17 +75,20 @@ pub(crate) struct SlotPool {
     slots: BTreeMap<BackendKey, (Arc<BackendSlot>, usize)>,
     /// The map handed to the last snapshot, reused while no slot comes or goes.
     published: Option<Arc<BTreeMap<BackendKey, Arc<BackendSlot>>>>,
+    /// Slots created or released since the last sweep: the only ones it can drop.
+    unsure: Vec<BackendKey>,
 }
 
 impl SlotPool {
     /// The slot of `key`, created with the store's endpoints if no group uses it yet. The
     /// caller must [`SlotPool::hold`] it for it to stay.
     pub(crate) fn slot(&mut self, store: &ObjectStore, key: BackendKey) -> Arc<BackendSlot> {
-        let published = &mut self.published;
+        let (published, unsure) = (&mut self.published, &mut self.unsure);
         self.slots
             .entry(key)
             .or_insert_with_key(|key| {
                 *published = None;
+                unsure.push(key.clone());
                 (
                     Arc::new(BackendSlot::new(key.clone(), resolve_endpoints(store, key))),
                     0,
@@ -107,16 +110,20 @@ impl SlotPool {
         for key in keys {
             if let Some((_, users)) = self.slots.get_mut(key) {
                 *users = users.saturating_sub(1);
+                if *users == 0 {
+                    self.unsure.push(key.clone());
+                }
             }
         }
     }
 
     /// Drops the slots no group holds, the ones created and then not used included.
     pub(crate) fn sweep(&mut self) {
-        let before = self.slots.len();
-        self.slots.retain(|_, (_, users)| *users > 0);
-        if self.slots.len() != before {
-            self.published = None;
+        for key in std::mem::take(&mut self.unsure) {
+            if self.slots.get(&key).is_some_and(|(_, users)| *users == 0) {
+                self.slots.remove(&key);
+                self.published = None;
+            }
         }
     }
 

@@ -45,6 +45,9 @@ pub(crate) struct DirectoryState {
     files: BTreeMap<Arc<Path>, FileEntry>,
     /// Every object some file defines or the store still holds.
     objects: BTreeMap<ObjectKey, Tracked>,
+    /// The objects defined in more than one file (kept so that listing problems does not walk
+    /// every object).
+    duplicated: BTreeSet<ObjectKey>,
     scan_problems: Vec<Problem>,
 }
 
@@ -70,6 +73,7 @@ impl DirectoryState {
             store: Arc::default(),
             files: BTreeMap::new(),
             objects: BTreeMap::new(),
+            duplicated: BTreeSet::new(),
             scan_problems: Vec::new(),
         }
     }
@@ -137,8 +141,8 @@ impl DirectoryState {
         for entry in self.files.values() {
             problems.extend(entry.problems.iter().cloned());
         }
-        for (key, tracked) in &self.objects {
-            if tracked.owners.len() > 1 {
+        for key in &self.duplicated {
+            if let Some(tracked) = self.objects.get(key) {
                 problems.push(self.duplicate_warning(key, &tracked.owners));
             }
         }
@@ -257,8 +261,14 @@ impl DirectoryState {
     fn reconcile(&mut self, touched: BTreeSet<ObjectKey>) {
         for key in touched {
             let Some(tracked) = self.objects.get_mut(&key) else {
+                self.duplicated.remove(&key);
                 continue;
             };
+            if tracked.owners.len() > 1 {
+                self.duplicated.insert(key.clone());
+            } else {
+                self.duplicated.remove(&key);
+            }
             let entry = tracked
                 .owners
                 .last()
@@ -345,6 +355,32 @@ mod tests {
         format!(
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: {port}\n"
         )
+    }
+
+    #[test]
+    fn an_object_defined_twice_is_warned_about_until_one_goes() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("a.yaml"), service(80)).unwrap();
+        fs::write(tmp.path().join("b.yaml"), service(81)).unwrap();
+        let mut state = DirectoryState::new(tmp.path().to_path_buf());
+        state.rescan().unwrap();
+        let duplicates = |state: &DirectoryState| {
+            state
+                .problems()
+                .iter()
+                .filter(|p| p.reason.contains("defined more than once"))
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        };
+        let found = duplicates(&state);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("b.yaml"),
+            "the later path wins: {found:?}"
+        );
+        fs::remove_file(tmp.path().join("b.yaml")).unwrap();
+        state.rescan().unwrap();
+        assert_eq!(duplicates(&state), Vec::<String>::new());
     }
 
     #[test]

@@ -115,6 +115,13 @@ impl Metrics {
         self.registry.refresh(snapshot);
     }
 
+    /// Like [`Metrics::refresh`], given which hosts changed since the snapshot indexed last
+    /// (the one numbered `snapshot.version - 1`): only those are indexed again. With another
+    /// predecessor it indexes everything.
+    pub fn refresh_changed(&self, snapshot: &Arc<Snapshot>, changes: &sluice_model::HostChanges) {
+        self.registry.refresh_changed(snapshot, changes);
+    }
+
     /// The stats of the route a request matched in `snapshot` (`route` is `None` when no path
     /// of `vhost` matched). `None` only for a route of a replaced snapshot that no longer
     /// exists.
@@ -307,6 +314,50 @@ mod tests {
         let text = metrics.render_prometheus(&config(&third));
         assert!(!text.contains("b.test"), "{text}");
         assert!(!hit(&metrics, &second, "b.test", 200));
+    }
+
+    #[test]
+    fn refreshing_only_the_changed_hosts_indexes_like_a_full_refresh() {
+        let metrics = Metrics::default();
+        let first = snapshot(1, &["a.test", "b.test"]);
+        let all: Vec<_> = first.hosts.iter().cloned().collect();
+        metrics.refresh_changed(
+            &first,
+            &sluice_model::HostChanges {
+                removed: Vec::new(),
+                added: all,
+            },
+        );
+        assert!(hit(&metrics, &first, "a.test", 200));
+        assert!(hit(&metrics, &first, "b.test", 200));
+        // b.test replaced by c.test; a.test is the same host.
+        let mut hosts = HostTable::default();
+        hosts.default = first.hosts.default.clone();
+        hosts.insert(first.hosts.lookup("a.test").clone());
+        let c = snapshot(0, &["c.test"]).hosts.lookup("c.test").clone();
+        hosts.insert(c.clone());
+        let second = Arc::new(Snapshot {
+            version: 2,
+            hosts,
+            ..Snapshot::default()
+        });
+        let changes = sluice_model::HostChanges {
+            removed: vec![first.hosts.lookup("b.test").clone()],
+            added: vec![c],
+        };
+        metrics.refresh_changed(&second, &changes);
+        assert!(hit(&metrics, &second, "a.test", 200));
+        assert!(hit(&metrics, &second, "c.test", 200));
+        assert_eq!(metrics.stats(Some("a.test")).hosts[0].requests, 2);
+        let text = metrics.render_prometheus(&config(&second));
+        assert!(!text.contains("b.test"), "{text}");
+        assert!(text.contains("host=\"c.test\""), "{text}");
+        // A snapshot that does not follow the indexed one is indexed in full.
+        let unrelated = snapshot(7, &["d.test"]);
+        metrics.refresh_changed(&unrelated, &sluice_model::HostChanges::default());
+        assert!(hit(&metrics, &unrelated, "d.test", 200));
+        let text = metrics.render_prometheus(&config(&unrelated));
+        assert!(!text.contains("c.test"), "{text}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use crate::route::{RouteKey, RouteStats};
 use arc_swap::ArcSwap;
-use sluice_model::{Route, Snapshot, VirtualHost};
+use sluice_model::{HostChanges, Route, Snapshot, VirtualHost};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -135,6 +135,31 @@ impl Registry {
         Some(stats)
     }
 
+    /// Indexes only the hosts that changed, when the index is of the snapshot before this one.
+    pub(crate) fn refresh_changed(&self, snapshot: &Arc<Snapshot>, changes: &HostChanges) {
+        let old = self.index.load_full();
+        if old.version + 1 != snapshot.version {
+            return self.refresh(snapshot);
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut by_host = old.by_host.clone();
+        // New hosts hold their keys before the hosts they replace let go of theirs, so a route
+        // that survives keeps its stats.
+        for vhost in &changes.added {
+            by_host.insert(Arc::as_ptr(vhost) as usize, Arc::new(entries.hold(vhost)));
+        }
+        for vhost in &changes.removed {
+            if let Some(host) = by_host.remove(&(Arc::as_ptr(vhost) as usize)) {
+                entries.release(&host);
+            }
+        }
+        entries.forget_unindexed();
+        self.index.store(Arc::new(RouteIndex {
+            version: snapshot.version,
+            by_host,
+        }));
+    }
+
     /// Indexes `snapshot`'s hosts and forgets the stats of routes it no longer has.
     pub(crate) fn refresh(&self, snapshot: &Arc<Snapshot>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -153,16 +178,7 @@ impl Registry {
                 entries.release(host);
             }
         }
-        let unindexed = std::mem::take(&mut entries.unindexed);
-        for key in unindexed {
-            if entries
-                .by_key
-                .get(&key)
-                .is_some_and(|(_, users)| *users == 0)
-            {
-                entries.by_key.remove(&key);
-            }
-        }
+        entries.forget_unindexed();
         self.index.store(Arc::new(RouteIndex {
             version: snapshot.version,
             by_host,
@@ -185,6 +201,14 @@ impl Registry {
 }
 
 impl Entries {
+    fn forget_unindexed(&mut self) {
+        for key in std::mem::take(&mut self.unindexed) {
+            if self.by_key.get(&key).is_some_and(|(_, users)| *users == 0) {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
     /// The stats of every route of `vhost`, counted as used.
     fn hold(&mut self, vhost: &Arc<VirtualHost>) -> HostStats {
         let host = RouteKey::host_of(vhost);

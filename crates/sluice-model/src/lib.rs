@@ -27,5 +27,5 @@ pub use path::{PathKind, PathMatch};
 pub use policy::{GlobalOptions, RoutePolicy};
 pub use problem::{Problem, Severity};
 pub use route::{Route, RouteTarget};
-pub use snapshot::{Snapshot, SnapshotCounts};
+pub use snapshot::{HostChanges, Snapshot, SnapshotCounts};
 pub use tls::{CertSet, CertStore, KeyAlgorithm, ServerCert, TlsVersions};

@@ -21,6 +21,14 @@ pub struct Snapshot {
     pub options: Arc<GlobalOptions>,
 }
 
+/// The hosts (by `Arc`, default server included) a snapshot has that the one before it did not,
+/// and the other way round: what readers that index hosts need to redo after a swap.
+#[derive(Debug, Clone, Default)]
+pub struct HostChanges {
+    pub removed: Vec<Arc<crate::VirtualHost>>,
+    pub added: Vec<Arc<crate::VirtualHost>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SnapshotCounts {
     pub hosts: usize,

@@ -51,7 +51,7 @@ pub use referrer::{ReferrerLists, referrer_accepts};
 pub use rollout::{Rollout, RolloutFamily};
 pub use translator::Translator;
 
-use sluice_model::{Problem, Snapshot};
+use sluice_model::{HostChanges, Problem, Snapshot};
 use sluice_store::{NamespacedName, ObjectStore};
 
 /// What the controller was told on its command line.
@@ -86,6 +86,9 @@ impl Default for TranslateOptions {
 pub struct Translation {
     pub snapshot: Snapshot,
     pub problems: Vec<Problem>,
+    /// Hosts of this snapshot that the one the same [`Translator`] made before did not have,
+    /// and the other way round.
+    pub host_changes: HostChanges,
 }
 
 /// Builds the snapshot of `store`. `snapshot.version` is left 0; the caller numbers snapshots.

@@ -25,7 +25,8 @@ use crate::{TranslateOptions, Translation};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use sluice_model::{
-    CertSet, CertStore, HostTable, ObjectKind, Problem, Snapshot, TlsVersions, VirtualHost,
+    CertSet, CertStore, HostChanges, HostTable, ObjectKind, Problem, Snapshot, TlsVersions,
+    VirtualHost,
 };
 use sluice_store::{DiffItem, NamespacedName, ObjectStore, OrdMap, Stored};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -62,6 +63,8 @@ pub struct Translator {
     protocols: HashMap<String, TlsVersions>,
     /// By the least `namespace/name` of the group, so problems come out in a stable order.
     problems: BTreeMap<NamespacedName, Vec<Problem>>,
+    /// What the translation under way took out of and put into `hosts`.
+    host_changes: HostChanges,
 }
 
 struct Member {
@@ -145,7 +148,21 @@ impl Translator {
             wildcard_certs: HashMap::new(),
             protocols: HashMap::new(),
             problems: BTreeMap::new(),
+            host_changes: HostChanges::default(),
         }
+        .with_default_host_added()
+    }
+
+    /// A new table's default server is new to readers too.
+    fn with_default_host_added(mut self) -> Self {
+        self.host_changes.added.push(self.hosts.default.clone());
+        self
+    }
+
+    fn replace_default_host(&mut self, vhost: Arc<VirtualHost>) {
+        let old = std::mem::replace(&mut self.hosts.default, vhost.clone());
+        self.host_changes.removed.push(old);
+        self.host_changes.added.push(vhost);
     }
 
     pub fn options(&self) -> &TranslateOptions {
@@ -214,15 +231,21 @@ impl Translator {
                 options: Arc::new(globals),
             },
             problems: all_problems,
+            host_changes: std::mem::take(&mut self.host_changes),
         }
     }
 
     fn forget_groups(&mut self) {
         let certs = std::mem::take(&mut self.certs);
+        let mut changes = std::mem::take(&mut self.host_changes);
+        changes.removed.extend(self.hosts.iter().cloned());
         *self = Translator {
             certs,
             ..Translator::new(self.opts.clone())
         };
+        // What readers saw before is what the old table held, not what a fresh one would.
+        changes.added.append(&mut self.host_changes.added);
+        self.host_changes = changes;
     }
 
     /// Records every Ingress that changed since the last translation and returns the groups it
@@ -321,11 +344,13 @@ impl Translator {
             self.problems.remove(&group.order);
             for vhost in &group.output.hosts {
                 if vhost.name.is_empty() {
-                    self.hosts.default = Arc::new(VirtualHost::default());
-                } else if let Some(parent) = vhost.name.strip_prefix("*.") {
-                    self.hosts.wildcard.remove(parent);
+                    self.replace_default_host(Arc::new(VirtualHost::default()));
                 } else {
-                    self.hosts.exact.remove(vhost.name.as_str());
+                    let removed = match vhost.name.strip_prefix("*.") {
+                        Some(parent) => self.hosts.wildcard.remove(parent),
+                        None => self.hosts.exact.remove(vhost.name.as_str()),
+                    };
+                    self.host_changes.removed.extend(removed);
                 }
             }
             for (name, _) in &group.output.certs {
@@ -416,9 +441,10 @@ impl Translator {
         self.slots.hold(&output.backends);
         for vhost in &output.hosts {
             if vhost.name.is_empty() {
-                self.hosts.default = vhost.clone();
+                self.replace_default_host(vhost.clone());
             } else {
                 self.hosts.insert(vhost.clone());
+                self.host_changes.added.push(vhost.clone());
             }
         }
         for (name, set) in &output.certs {

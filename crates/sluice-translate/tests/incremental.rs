@@ -8,9 +8,11 @@ mod common;
 use common::fixture_objects;
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256};
 use serde_json::json;
-use sluice_model::{Origin, RouteTarget, Snapshot};
+use sluice_model::{Origin, RouteTarget, Snapshot, VirtualHost};
 use sluice_store::{NamespacedName, ObjectStore, StoredObject};
 use sluice_translate::{TranslateOptions, Translation, Translator, translate};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 fn secret(name: &str, rsa: bool, names: &[&str]) -> (StoredObject, Origin) {
     let alg = if rsa {
@@ -143,6 +145,8 @@ fn walk(seed: u64, steps: usize, opts: &TranslateOptions) {
     let mut rng = Rng(seed);
     let mut store = ObjectStore::new();
     let mut translator = Translator::new(opts.clone());
+    // The hosts a reader following `host_changes` believes the snapshot has, by address.
+    let mut followed: HashMap<usize, Arc<VirtualHost>> = HashMap::new();
     for step in 0..steps {
         // Mostly adds early on, then a mix; sometimes several changes between translations.
         for _ in 0..1 + rng.below(3) {
@@ -166,6 +170,25 @@ fn walk(seed: u64, steps: usize, opts: &TranslateOptions) {
             );
         }
         slots_are_shared(&incremental);
+        for vhost in &incremental.host_changes.added {
+            followed.insert(Arc::as_ptr(vhost) as usize, vhost.clone());
+        }
+        for vhost in &incremental.host_changes.removed {
+            followed.remove(&(Arc::as_ptr(vhost) as usize));
+        }
+        let mut actual: Vec<usize> = incremental
+            .snapshot
+            .hosts
+            .iter()
+            .map(|v| Arc::as_ptr(v) as usize)
+            .collect();
+        let mut believed: Vec<usize> = followed.keys().copied().collect();
+        actual.sort();
+        believed.sort();
+        assert_eq!(
+            believed, actual,
+            "seed {seed} step {step}: host_changes do not lead to the snapshot's hosts"
+        );
     }
 }
 

@@ -74,7 +74,9 @@ impl Applier {
             let counts = snapshot.counts();
             let snapshot = Arc::new(snapshot);
             self.state.snapshot.store(snapshot.clone());
-            self.state.metrics.refresh(&snapshot);
+            self.state
+                .metrics
+                .refresh_changed(&snapshot, &translation.host_changes);
             self.translation_problems = translation.problems;
             tracing::info!(
                 version = self.version,

@@ -23,12 +23,16 @@ def main():
     ap.add_argument("--tls", type=int, default=1, help="how many hosts get a TLS Secret")
     ap.add_argument("--cert", help="PEM certificate for TLS hosts")
     ap.add_argument("--key", help="PEM key for TLS hosts")
+    ap.add_argument("--cert2", help="a second certificate (e.g. ECDSA beside RSA): dual-certificate hosts")
+    ap.add_argument("--key2", help="PEM key of --cert2")
     ap.add_argument("--per-file", type=int, default=1000, help="hosts per manifest file")
     args = ap.parse_args()
 
     ip, port = args.backend.rsplit(":", 1)
     cert = open(args.cert).read() if args.cert else None
     key = open(args.key).read() if args.key else None
+    cert2 = open(args.cert2).read() if args.cert2 else None
+    key2 = open(args.key2).read() if args.key2 else None
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "class.yaml"), "w") as f:
         f.write(
@@ -70,6 +74,15 @@ def main():
                 + block(key, 4)
             )
             tls = f"  tls:\n    - hosts: [\"{host}\"]\n      secretName: {name}-tls\n"
+            if cert2 and key2:
+                docs.append(
+                    f"apiVersion: v1\nkind: Secret\ntype: kubernetes.io/tls\nmetadata:\n"
+                    f"  name: {name}-tls2\n  namespace: bench\nstringData:\n  tls.crt: |\n"
+                    + block(cert2, 4)
+                    + "  tls.key: |\n"
+                    + block(key2, 4)
+                )
+                tls += f"    - hosts: [\"{host}\"]\n      secretName: {name}-tls2\n"
         docs.append(
             f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n"
             f"  namespace: bench\n  annotations:\n"

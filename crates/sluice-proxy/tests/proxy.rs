@@ -676,3 +676,29 @@ async fn idempotent_request_is_replayed_when_an_idle_upstream_connection_was_clo
         }
     }
 }
+
+/// `Connection: close` (what every request of the short-connection benchmark says) gets the
+/// whole response and then the end of the connection.
+#[tokio::test]
+async fn a_closing_request_gets_its_whole_response_then_the_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let web = slot("web", &[echo_backend("web").await]);
+    let proxy = Proxy::start(snapshot(
+        1,
+        vec![vhost("a.test", false, vec![prefix("/", &web)])],
+    ))
+    .await;
+
+    let mut stream = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    stream
+        .write_all(b"POST /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    within("the response and the end", stream.read_to_end(&mut reply))
+        .await
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nhello"), "{reply}");
+}

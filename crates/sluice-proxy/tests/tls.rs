@@ -303,3 +303,32 @@ async fn websocket_over_tls_is_tunnelled() {
         .unwrap();
     assert_eq!(echoed.to_text().unwrap(), "ws:secure");
 }
+
+/// The short-connection benchmark's exchange: TLS 1.2 ECDHE-RSA, one request with
+/// `Connection: close`. The client reads the whole response and then a clean end: the
+/// `close_notify` alert (rustls reports a missing one as an unexpected EOF).
+#[tokio::test]
+async fn a_closing_request_gets_its_response_then_close_notify() {
+    use tokio::io::AsyncWriteExt;
+    let cert = make_cert(&["secure.test"], KeyAlgorithm::Rsa);
+    let mut store = CertStore::default();
+    store.exact.insert("secure.test".into(), cert_set(&[&cert]));
+    let (snap, _) = web_snapshot(1, store).await;
+    let proxy = Proxy::start(snap).await;
+
+    let mut stream = tls_connect(proxy.https, "secure.test", &tls_client(&[], true)).await;
+    stream
+        .write_all(b"POST /x HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    within(
+        "the response and close_notify",
+        stream.read_to_end(&mut reply),
+    )
+    .await
+    .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nhello"), "{reply}");
+}

@@ -3,10 +3,13 @@
 
 use k8s_openapi::api::core::v1::{Endpoints as LegacyEndpoints, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use sluice_model::{BackendKey, Endpoints, ServicePortRef, Snapshot, Unavailable, Upstream};
-use sluice_store::{NamespacedName, ObjectStore};
-use std::collections::BTreeSet;
+use sluice_model::{
+    BackendKey, BackendSlot, Endpoints, ServicePortRef, Snapshot, Unavailable, Upstream,
+};
+use sluice_store::{DiffItem, NamespacedName, ObjectStore, OrdMap, Stored};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// Endpoints of one backend, Kubernetes' way.
 pub fn resolve_endpoints(store: &ObjectStore, key: &BackendKey) -> Endpoints {
@@ -49,6 +52,69 @@ pub fn resolve_endpoints(store: &ObjectStore, key: &BackendKey) -> Endpoints {
         Endpoints::Unavailable(Unavailable::NoReadyEndpoints)
     } else {
         Endpoints::Ready(ready.into_iter().map(Upstream::Socket).collect())
+    }
+}
+
+/// The Services whose endpoints can differ between two versions of a store: changed Services,
+/// changed legacy Endpoints, and the Services named (before or after) by changed EndpointSlices.
+/// Unchanged parts of the persistent maps are skipped, so this costs what changed.
+pub fn services_changed(before: &ObjectStore, now: &ObjectStore) -> BTreeSet<NamespacedName> {
+    fn keys<T>(
+        before: &OrdMap<NamespacedName, Stored<T>>,
+        now: &OrdMap<NamespacedName, Stored<T>>,
+        changed: &mut BTreeSet<NamespacedName>,
+    ) {
+        for item in before.diff(now) {
+            let key = match item {
+                DiffItem::Add(key, _) | DiffItem::Remove(key, _) => key,
+                DiffItem::Update { new: (key, _), .. } => key,
+            };
+            changed.insert(key.clone());
+        }
+    }
+    let mut changed = BTreeSet::new();
+    keys(&before.services, &now.services, &mut changed);
+    keys(&before.endpoints, &now.endpoints, &mut changed);
+    let service_of = |key: &NamespacedName, slice: &Stored<EndpointSlice>| {
+        let labels = slice.object.metadata.labels.as_ref()?;
+        let service = labels.get("kubernetes.io/service-name")?;
+        Some(NamespacedName::new(key.namespace.clone(), service.clone()))
+    };
+    for item in before.endpoint_slices.diff(&now.endpoint_slices) {
+        match item {
+            DiffItem::Add(key, slice) | DiffItem::Remove(key, slice) => {
+                changed.extend(service_of(key, slice));
+            }
+            DiffItem::Update {
+                old: (key, old),
+                new: (_, new),
+            } => {
+                changed.extend(service_of(key, old));
+                changed.extend(service_of(key, new));
+            }
+        }
+    }
+    changed
+}
+
+/// Sets the slots of `services` (every port) from the store.
+pub fn refresh_services(
+    store: &ObjectStore,
+    backends: &BTreeMap<BackendKey, Arc<BackendSlot>>,
+    services: &BTreeSet<NamespacedName>,
+) {
+    for service in services {
+        let first = BackendKey {
+            namespace: service.namespace.clone(),
+            service: service.name.clone(),
+            port: ServicePortRef::Number(i32::MIN),
+        };
+        let of_service = backends.range(first..).take_while(|(key, _)| {
+            key.namespace == service.namespace && key.service == service.name
+        });
+        for (key, slot) in of_service {
+            slot.set_endpoints(resolve_endpoints(store, key));
+        }
     }
 }
 

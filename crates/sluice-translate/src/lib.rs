@@ -46,7 +46,7 @@ pub use checksum::{
     secret_ids, sorted_ids,
 };
 pub use class::is_ours;
-pub use endpoints::{refresh_endpoints, resolve_endpoints};
+pub use endpoints::{refresh_endpoints, refresh_services, resolve_endpoints, services_changed};
 pub use referrer::{ReferrerLists, referrer_accepts};
 pub use rollout::{Rollout, RolloutFamily};
 pub use translator::Translator;

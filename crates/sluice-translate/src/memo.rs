@@ -127,10 +127,24 @@ impl SlotPool {
         }
     }
 
-    /// Re-reads every slot's endpoints from `store`.
-    pub(crate) fn refresh(&self, store: &ObjectStore) {
-        for (key, (slot, _)) in &self.slots {
-            slot.set_endpoints(resolve_endpoints(store, key));
+    /// Re-reads from `store` the endpoints of every slot of `services`.
+    pub(crate) fn refresh_services(
+        &self,
+        store: &ObjectStore,
+        services: &std::collections::BTreeSet<NamespacedName>,
+    ) {
+        for service in services {
+            let first = BackendKey {
+                namespace: service.namespace.clone(),
+                service: service.name.clone(),
+                port: sluice_model::ServicePortRef::Number(i32::MIN),
+            };
+            let of_service = self.slots.range(first..).take_while(|(key, _)| {
+                key.namespace == service.namespace && key.service == service.name
+            });
+            for (key, (slot, _)) in of_service {
+                slot.set_endpoints(resolve_endpoints(store, key));
+            }
         }
     }
 

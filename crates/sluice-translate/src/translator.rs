@@ -41,8 +41,8 @@ pub struct Translator {
     opts: TranslateOptions,
     /// What every group depends on; any change redoes everything.
     globals_seen: Option<GlobalInputs>,
-    /// Revisions of Services, EndpointSlices and Endpoints when slots were last filled.
-    endpoints_seen: Option<(u64, u64, u64)>,
+    /// The store the slots were last filled from (a cheap clone: persistent maps).
+    endpoints_seen: Option<ObjectStore>,
     members: BTreeMap<NamespacedName, Member>,
     /// The Ingresses and Secrets of the store translated last: the next store is compared with
     /// them (persistent maps: the unchanged parts are shared and skipped).
@@ -179,17 +179,12 @@ impl Translator {
             self.forget_groups();
             self.globals_seen = Some(inputs);
         }
-        let revisions = store.revisions();
-        let endpoints = (
-            revisions.service,
-            revisions.endpoint_slice,
-            revisions.endpoints,
-        );
-        if self.endpoints_seen.is_some_and(|seen| seen != endpoints) {
+        if let Some(seen) = &self.endpoints_seen {
             // Reused slots were filled from an older store.
-            self.slots.refresh(store);
+            let changed = crate::endpoints::services_changed(seen, store);
+            self.slots.refresh_services(store, &changed);
         }
-        self.endpoints_seen = Some(endpoints);
+        self.endpoints_seen = Some(store.clone());
 
         let (dirty, mut redo) = self.take_changes(store);
         let old_backends = self.remove_groups(&dirty, &mut redo);

@@ -4,7 +4,10 @@ mod common;
 
 use common::{endpoints_for, load_yaml, show, store_of};
 use sluice_model::{BackendKey, Endpoints, ServicePortRef, Unavailable, Upstream};
-use sluice_translate::{TranslateOptions, refresh_endpoints, resolve_endpoints, translate};
+use sluice_translate::{
+    TranslateOptions, refresh_endpoints, refresh_services, resolve_endpoints, services_changed,
+    translate,
+};
 
 fn sockets(list: &[&str]) -> Endpoints {
     Endpoints::Ready(
@@ -119,4 +122,47 @@ fn refresh_endpoints_updates_slots_in_place() {
         t.snapshot.backends[&key].pick(),
         Ok(Upstream::Socket("10.2.0.1:8080".parse().unwrap()))
     );
+}
+
+#[test]
+fn only_the_services_whose_endpoints_moved_are_refreshed() {
+    let before = store_of(&["endpoints.yaml"]);
+    let t = translate(&before, &TranslateOptions::default());
+    let mut after = before.clone();
+    load_yaml(
+        &mut after,
+        "update.yaml",
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: unready-1\n  \
+         namespace: shop\n  labels: {kubernetes.io/service-name: unready}\naddressType: IPv4\n\
+         ports:\n- {port: 8080}\nendpoints:\n- addresses: [10.2.0.1]\n  conditions: {ready: true}\n",
+    );
+    let changed = services_changed(&before, &after);
+    assert_eq!(
+        changed.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        ["shop/unready"]
+    );
+    // A slot of another Service, set by hand, shows whether it was resolved again.
+    let web = BackendKey {
+        namespace: "shop".into(),
+        service: "web".into(),
+        port: ServicePortRef::Number(80),
+    };
+    t.snapshot.backends[&web].set_endpoints(Endpoints::Unavailable(Unavailable::NoService));
+    refresh_services(&after, &t.snapshot.backends, &changed);
+    assert_eq!(
+        endpoints_for(&t.snapshot, "shop.test", "/unready"),
+        sockets(&["10.2.0.1:8080"])
+    );
+    assert_eq!(
+        *t.snapshot.backends[&web].endpoints(),
+        Endpoints::Unavailable(Unavailable::NoService),
+        "web's endpoints did not move, so its slot was not touched"
+    );
+    // Removing the slice moves them back.
+    let mut removed = after.clone();
+    removed.remove(
+        sluice_model::ObjectKind::EndpointSlice,
+        &sluice_store::NamespacedName::new("shop", "unready-1"),
+    );
+    assert_eq!(services_changed(&after, &removed), changed);
 }

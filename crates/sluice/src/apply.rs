@@ -6,9 +6,10 @@ use crate::gate::{GateOptions, Gates};
 use sluice_admin::{ApplyReport, ChecksumGates, RuntimeState};
 use sluice_model::{BackendKey, BackendSlot, Problem};
 use sluice_source::SourceUpdate;
-use sluice_store::KindRevisions;
+use sluice_store::{KindRevisions, ObjectStore};
 use sluice_translate::{
     TranslateOptions, Translator, any_backend_unavailable, backend_problems, refresh_endpoints,
+    refresh_services, services_changed,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct Applier {
     /// Whether some backend was unavailable, for which backend map and endpoint revisions:
     /// checking 40,000 slots on every apply is most of an apply that changed one Ingress.
     availability: Option<(BackendMap, (u64, u64, u64), bool)>,
+    /// The store applied last, to tell which Services an endpoint-only update moved.
+    applied_store: Option<Arc<ObjectStore>>,
 }
 
 type BackendMap = Arc<std::collections::BTreeMap<BackendKey, Arc<BackendSlot>>>;
@@ -51,6 +54,7 @@ impl Applier {
             gate_report: Arc::default(),
             reported: HashSet::new(),
             availability: None,
+            applied_store: None,
         }
     }
 
@@ -61,7 +65,17 @@ impl Applier {
             .applied_revisions
             .is_some_and(|applied| revisions.only_endpoints_changed_since(&applied));
         if endpoints_only {
-            refresh_endpoints(&update.store, &self.state.snapshot.load());
+            let snapshot = self.state.snapshot.load();
+            match &self.applied_store {
+                // Only the slots of the Services whose endpoints moved: a rollout moving one
+                // Service's pods does not resolve 40,000 backends again.
+                Some(before) => refresh_services(
+                    &update.store,
+                    &snapshot.backends,
+                    &services_changed(before, &update.store),
+                ),
+                None => refresh_endpoints(&update.store, &snapshot),
+            }
             tracing::debug!(elapsed = ?started.elapsed(), "endpoints refreshed");
         } else {
             let gated = self.gates.pass(&update.store, &self.state.gate_counters);
@@ -94,6 +108,7 @@ impl Applier {
             );
         }
         self.applied_revisions = Some(revisions);
+        self.applied_store = Some(update.store.clone());
 
         let mut problems: Vec<Problem> = update
             .problems

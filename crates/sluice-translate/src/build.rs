@@ -20,6 +20,30 @@ pub(crate) struct Shared<'a> {
     pub store: &'a ObjectStore,
     pub globals: &'a GlobalOptions,
     pub referrers: &'a crate::referrer::ReferrerLists,
+    /// Policies handed out so far: Ingresses nearly always share a handful of them, so their
+    /// routes share one `Arc` each instead of one per Ingress.
+    pub policies: PolicyPool,
+}
+
+/// A few distinct policies, shared by equality. Bounded, so Ingresses that all differ cost a
+/// short scan each, not a growing one.
+#[derive(Default)]
+pub(crate) struct PolicyPool(std::cell::RefCell<Vec<Arc<RoutePolicy>>>);
+
+impl PolicyPool {
+    const KEPT: usize = 16;
+
+    fn share(&self, policy: &RoutePolicy) -> Arc<RoutePolicy> {
+        let mut kept = self.0.borrow_mut();
+        if let Some(found) = kept.iter().find(|p| ***p == *policy) {
+            return found.clone();
+        }
+        let made = Arc::new(policy.clone());
+        if kept.len() < Self::KEPT {
+            kept.push(made.clone());
+        }
+        made
+    }
 }
 
 /// One group's share of the snapshot: everything its Ingresses produce. Groups never share a
@@ -30,7 +54,8 @@ pub(crate) struct GroupOutput {
     /// By TLS host spelling (`foo.com` or `*.foo.com`).
     pub certs: Vec<(String, Arc<CertSet>)>,
     pub protocols: Vec<(String, TlsVersions)>,
-    pub backends: Vec<BackendKey>,
+    /// The slots its routes use (each slot holds its key).
+    pub backends: Vec<Arc<BackendSlot>>,
     /// Secrets looked up, found or not: a change to one of them changes this output.
     pub secrets: Vec<NamespacedName>,
     pub problems: Vec<Problem>,
@@ -56,7 +81,7 @@ pub(crate) fn translate_group(
             );
             continue;
         }
-        if let Some(ctx) = accept(key, stored, shared.globals, &mut problems) {
+        if let Some(ctx) = accept(key, stored, shared, &mut problems) {
             accepted.push(ctx);
         }
     }
@@ -77,7 +102,7 @@ pub(crate) fn translate_group(
         cert_memo: certs,
         used_secrets: BTreeSet::new(),
         slots,
-        used_backends: BTreeSet::new(),
+        used_backends: BTreeMap::new(),
         canary_sites: PrimarySites::default(),
         protocols: BTreeMap::new(),
         problems,
@@ -139,11 +164,11 @@ impl IngressCtx<'_> {
 fn accept<'a>(
     key: &'a NamespacedName,
     stored: &'a Stored<Ingress>,
-    globals: &GlobalOptions,
+    shared: &Shared<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<IngressCtx<'a>> {
     let object = key.object_ref(ObjectKind::Ingress);
-    match parse_annotations(stored.object.metadata.annotations.as_ref(), globals) {
+    match parse_annotations(stored.object.metadata.annotations.as_ref(), shared.globals) {
         Err(errors) => {
             for e in errors {
                 problems.push(
@@ -165,7 +190,7 @@ fn accept<'a>(
             namespace: &key.namespace,
             object: Arc::new(object),
             origin: &stored.origin,
-            policy: Arc::new(annotations.policy.clone()),
+            policy: shared.policies.share(&annotations.policy),
             annotations,
         }),
     }
@@ -231,7 +256,7 @@ struct Builder<'a> {
     used_secrets: BTreeSet<NamespacedName>,
     /// One slot per backend across the whole snapshot, whichever group names it.
     slots: &'a mut SlotPool,
-    used_backends: BTreeSet<BackendKey>,
+    used_backends: BTreeMap<BackendKey, Arc<BackendSlot>>,
     /// Primary routes by host, pathType and path, for canaries to find.
     canary_sites: PrimarySites,
     /// `ssl-protocols` by host, from the first Ingress of the host that sets it, with that
@@ -430,8 +455,9 @@ impl Builder<'_> {
             &inputs,
             backend_key,
             |key| {
-                used.insert(key.clone());
-                slots.slot(store, key)
+                let slot = slots.slot(store, key);
+                used.insert(slot.key.clone(), slot.clone());
+                slot
             },
             &mut self.problems,
         );
@@ -622,8 +648,9 @@ impl Builder<'_> {
     }
 
     fn slot(&mut self, key: BackendKey) -> Arc<BackendSlot> {
-        self.used_backends.insert(key.clone());
-        self.slots.slot(self.store, key)
+        let slot = self.slots.slot(self.store, key);
+        self.used_backends.insert(slot.key.clone(), slot.clone());
+        slot
     }
 
     fn finish(self) -> GroupOutput {
@@ -650,7 +677,7 @@ impl Builder<'_> {
                 .into_iter()
                 .map(|(host, (versions, _))| (host, versions))
                 .collect(),
-            backends: self.used_backends.into_iter().collect(),
+            backends: self.used_backends.into_values().collect(),
             secrets: self.used_secrets.into_iter().collect(),
             problems: self.problems,
         }

@@ -7,6 +7,7 @@ use crate::endpoints::resolve_endpoints;
 use k8s_openapi::api::core::v1::Secret;
 use sluice_model::{BackendKey, BackendSlot, ObjectKind, ServerCert};
 use sluice_store::{NamespacedName, ObjectStore, Stored};
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -72,46 +73,75 @@ impl CertMemo {
 /// that stays in use keeps its `Arc` (and its round-robin position) from snapshot to snapshot.
 #[derive(Default)]
 pub(crate) struct SlotPool {
-    slots: BTreeMap<BackendKey, (Arc<BackendSlot>, usize)>,
+    slots: BTreeMap<PooledSlot, usize>,
     /// The map handed to the last snapshot, reused while no slot comes or goes.
     published: Option<Arc<BTreeMap<BackendKey, Arc<BackendSlot>>>>,
     /// Slots created or released since the last sweep: the only ones it can drop.
     unsure: Vec<BackendKey>,
 }
 
+/// A slot ordered and looked up by its key: the key lives once, in the slot (40,000 backends
+/// would otherwise hold a second copy of every key here).
+struct PooledSlot(Arc<BackendSlot>);
+
+impl Borrow<BackendKey> for PooledSlot {
+    fn borrow(&self) -> &BackendKey {
+        &self.0.key
+    }
+}
+
+impl PartialEq for PooledSlot {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for PooledSlot {}
+
+impl PartialOrd for PooledSlot {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PooledSlot {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key.cmp(&other.0.key)
+    }
+}
+
+// A slot's endpoints change behind `ArcSwap`, but a pooled slot is ordered by its key alone,
+// which never changes.
+#[allow(clippy::mutable_key_type)]
 impl SlotPool {
     /// The slot of `key`, created with the store's endpoints if no group uses it yet. The
     /// caller must [`SlotPool::hold`] it for it to stay.
     pub(crate) fn slot(&mut self, store: &ObjectStore, key: BackendKey) -> Arc<BackendSlot> {
-        let (published, unsure) = (&mut self.published, &mut self.unsure);
-        self.slots
-            .entry(key)
-            .or_insert_with_key(|key| {
-                *published = None;
-                unsure.push(key.clone());
-                (
-                    Arc::new(BackendSlot::new(key.clone(), resolve_endpoints(store, key))),
-                    0,
-                )
-            })
-            .0
-            .clone()
+        if let Some((pooled, _)) = self.slots.get_key_value(&key) {
+            return pooled.0.clone();
+        }
+        self.published = None;
+        self.unsure.push(key.clone());
+        let endpoints = resolve_endpoints(store, &key);
+        let slot = Arc::new(BackendSlot::new(key, endpoints));
+        self.slots.insert(PooledSlot(slot.clone()), 0);
+        slot
     }
 
-    pub(crate) fn hold(&mut self, keys: &[BackendKey]) {
-        for key in keys {
-            if let Some((_, users)) = self.slots.get_mut(key) {
+    pub(crate) fn hold(&mut self, slots: &[Arc<BackendSlot>]) {
+        for slot in slots {
+            if let Some(users) = self.slots.get_mut(&slot.key) {
                 *users += 1;
             }
         }
     }
 
-    pub(crate) fn release(&mut self, keys: &[BackendKey]) {
-        for key in keys {
-            if let Some((_, users)) = self.slots.get_mut(key) {
+    pub(crate) fn release(&mut self, slots: &[Arc<BackendSlot>]) {
+        for slot in slots {
+            if let Some(users) = self.slots.get_mut(&slot.key) {
                 *users = users.saturating_sub(1);
                 if *users == 0 {
-                    self.unsure.push(key.clone());
+                    self.unsure.push(slot.key.clone());
                 }
             }
         }
@@ -120,7 +150,7 @@ impl SlotPool {
     /// Drops the slots no group holds, the ones created and then not used included.
     pub(crate) fn sweep(&mut self) {
         for key in std::mem::take(&mut self.unsure) {
-            if self.slots.get(&key).is_some_and(|(_, users)| *users == 0) {
+            if self.slots.get(&key).is_some_and(|users| *users == 0) {
                 self.slots.remove(&key);
                 self.published = None;
             }
@@ -139,11 +169,15 @@ impl SlotPool {
                 service: service.name.clone(),
                 port: sluice_model::ServicePortRef::Number(i32::MIN),
             };
-            let of_service = self.slots.range(first..).take_while(|(key, _)| {
-                key.namespace == service.namespace && key.service == service.name
-            });
-            for (key, (slot, _)) in of_service {
-                slot.set_endpoints(resolve_endpoints(store, key));
+            let of_service = self
+                .slots
+                .range::<BackendKey, _>(first..)
+                .map(|(pooled, _)| &pooled.0)
+                .take_while(|slot| {
+                    slot.key.namespace == service.namespace && slot.key.service == service.name
+                });
+            for slot in of_service {
+                slot.set_endpoints(resolve_endpoints(store, &slot.key));
             }
         }
     }
@@ -154,8 +188,8 @@ impl SlotPool {
             .get_or_insert_with(|| {
                 Arc::new(
                     slots
-                        .iter()
-                        .map(|(key, (slot, _))| (key.clone(), slot.clone()))
+                        .keys()
+                        .map(|pooled| (pooled.0.key.clone(), pooled.0.clone()))
                         .collect(),
                 )
             })

@@ -15,7 +15,7 @@
 //! group holding `*.foo.com` as a strong name, if any, but weak names alone do not join groups
 //! (otherwise every host under one domain would be one group).
 
-use crate::build::{GroupOutput, Shared, precedence, translate_group};
+use crate::build::{GroupOutput, PolicyPool, Shared, precedence, translate_group};
 use crate::class::is_ours;
 use crate::globals::global_options;
 use crate::memo::{CertMemo, SlotPool};
@@ -25,8 +25,8 @@ use crate::{TranslateOptions, Translation};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use sluice_model::{
-    CertSet, CertStore, HostChanges, HostTable, ObjectKind, Problem, Snapshot, TlsVersions,
-    VirtualHost,
+    BackendSlot, CertSet, CertStore, HostChanges, HostTable, ObjectKind, Problem, Snapshot,
+    TlsVersions, VirtualHost,
 };
 use sluice_store::{DiffItem, NamespacedName, ObjectStore, OrdMap, Stored};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -79,11 +79,37 @@ struct Names {
     weak: Vec<String>,
 }
 
+/// What is kept of a group between translations: 20,000 of them live as long as the
+/// translator, so it holds no copies it can do without (a slot holds its key; the least
+/// member, which keys the group's problems, is found again on removal).
 struct Group {
-    members: Vec<NamespacedName>,
-    strong: Vec<String>,
-    output: GroupOutput,
-    order: NamespacedName,
+    /// Ascending (as `regroup` makes them).
+    members: Box<[NamespacedName]>,
+    strong: Box<[String]>,
+    hosts: Box<[Arc<VirtualHost>]>,
+    backends: Box<[Arc<BackendSlot>]>,
+    /// Most groups name no certificate, `ssl-protocols` or Secret.
+    tls: Option<Box<GroupTls>>,
+}
+
+struct GroupTls {
+    certs: Vec<(String, Arc<CertSet>)>,
+    protocols: Vec<(String, TlsVersions)>,
+    secrets: Vec<NamespacedName>,
+}
+
+impl Group {
+    fn secrets(&self) -> &[NamespacedName] {
+        self.tls.as_ref().map_or(&[], |t| &t.secrets)
+    }
+
+    fn certs(&self) -> &[(String, Arc<CertSet>)] {
+        self.tls.as_ref().map_or(&[], |t| &t.certs)
+    }
+
+    fn protocols(&self) -> &[(String, TlsVersions)] {
+        self.tls.as_ref().map_or(&[], |t| &t.protocols)
+    }
 }
 
 #[derive(Clone)]
@@ -192,6 +218,7 @@ impl Translator {
             store,
             globals: &globals,
             referrers: &referrers,
+            policies: PolicyPool::default(),
         };
         for members in self.regroup(&redo) {
             self.add_group(&shared, store, members);
@@ -309,7 +336,7 @@ impl Translator {
         &mut self,
         dirty: &BTreeSet<GroupId>,
         redo: &mut BTreeSet<NamespacedName>,
-    ) -> Vec<Vec<sluice_model::BackendKey>> {
+    ) -> Vec<Box<[Arc<BackendSlot>]>> {
         let mut released = Vec::new();
         for id in dirty {
             let Some(group) = self.groups.remove(id) else {
@@ -320,7 +347,7 @@ impl Translator {
                     self.owners.remove(strong);
                 }
             }
-            for secret in &group.output.secrets {
+            for secret in group.secrets() {
                 if let Some(users) = self.secret_users.get_mut(secret) {
                     users.remove(id);
                     if users.is_empty() {
@@ -336,8 +363,10 @@ impl Translator {
                     redo.insert(key.clone());
                 }
             }
-            self.problems.remove(&group.order);
-            for vhost in &group.output.hosts {
+            if let Some(order) = group.members.iter().min() {
+                self.problems.remove(order);
+            }
+            for vhost in &group.hosts {
                 if vhost.name.is_empty() {
                     self.replace_default_host(Arc::new(VirtualHost::default()));
                 } else {
@@ -348,16 +377,16 @@ impl Translator {
                     self.host_changes.removed.extend(removed);
                 }
             }
-            for (name, _) in &group.output.certs {
+            for (name, _) in group.certs() {
                 match name.strip_prefix("*.") {
                     Some(parent) => self.wildcard_certs.remove(parent),
                     None => self.exact_certs.remove(name),
                 };
             }
-            for (host, _) in &group.output.protocols {
+            for (host, _) in group.protocols() {
                 self.protocols.remove(host);
             }
-            released.push(group.output.backends);
+            released.push(group.backends);
         }
         released
     }
@@ -451,23 +480,36 @@ impl Translator {
         for (host, versions) in &output.protocols {
             self.protocols.insert(host.clone(), *versions);
         }
-        // `keys` comes from `regroup`, which never makes an empty group.
-        let order = keys
-            .iter()
-            .min()
-            .cloned()
-            .unwrap_or_else(|| NamespacedName::new("", ""));
         let problems = std::mem::take(&mut output.problems);
-        if !problems.is_empty() {
+        // `keys` comes from `regroup`, which never makes an empty group.
+        if let Some(order) = keys.iter().min()
+            && !problems.is_empty()
+        {
             self.problems.insert(order.clone(), problems);
         }
+        let GroupOutput {
+            hosts,
+            certs,
+            protocols,
+            backends,
+            secrets,
+            ..
+        } = output;
+        let tls = (!certs.is_empty() || !protocols.is_empty() || !secrets.is_empty()).then(|| {
+            Box::new(GroupTls {
+                certs,
+                protocols,
+                secrets,
+            })
+        });
         self.groups.insert(
             id,
             Group {
-                members: keys,
-                strong,
-                output,
-                order,
+                members: keys.into_boxed_slice(),
+                strong: strong.into_boxed_slice(),
+                hosts: hosts.into_boxed_slice(),
+                backends: backends.into_boxed_slice(),
+                tls,
             },
         );
     }

@@ -18,7 +18,7 @@ pub use decode::{DecodeError, StoredObject};
 pub use imbl::OrdMap;
 /// One difference between two versions of an [`OrdMap`] (`OrdMap::diff`).
 pub use imbl::ordmap::DiffItem;
-pub use store::{KindRevisions, NamespacedName, ObjectStore, Stored};
+pub use store::{KindRevisions, NamespacedName, ObjectStore, Stored, changed_keys};
 
 /// Re-exported so that sources and translation agree on one version of the API types.
 pub use k8s_openapi;

@@ -302,6 +302,24 @@ impl ObjectStore {
     }
 }
 
+/// The keys whose entry differs between two versions of a map: added, removed, or not the very
+/// same object (see `Stored`'s equality). Subtrees the versions share are skipped, so this costs
+/// what changed.
+pub fn changed_keys<K: Ord + Clone, V: Clone + PartialEq>(
+    before: &OrdMap<K, V>,
+    now: &OrdMap<K, V>,
+) -> Vec<K> {
+    before
+        .diff(now)
+        .map(|item| match item {
+            imbl::ordmap::DiffItem::Add(key, _) | imbl::ordmap::DiffItem::Remove(key, _) => {
+                key.clone()
+            }
+            imbl::ordmap::DiffItem::Update { new: (key, _), .. } => key.clone(),
+        })
+        .collect()
+}
+
 fn stored<T>(object: T, origin: Origin) -> Stored<T> {
     Stored {
         object: Arc::new(object),

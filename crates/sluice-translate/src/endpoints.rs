@@ -6,7 +6,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use sluice_model::{
     BackendKey, BackendSlot, Endpoints, ServicePortRef, Snapshot, Unavailable, Upstream,
 };
-use sluice_store::{DiffItem, NamespacedName, ObjectStore, OrdMap, Stored};
+use sluice_store::{DiffItem, NamespacedName, ObjectStore, Stored, changed_keys};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -59,22 +59,10 @@ pub fn resolve_endpoints(store: &ObjectStore, key: &BackendKey) -> Endpoints {
 /// changed legacy Endpoints, and the Services named (before or after) by changed EndpointSlices.
 /// Unchanged parts of the persistent maps are skipped, so this costs what changed.
 pub fn services_changed(before: &ObjectStore, now: &ObjectStore) -> BTreeSet<NamespacedName> {
-    fn keys<T>(
-        before: &OrdMap<NamespacedName, Stored<T>>,
-        now: &OrdMap<NamespacedName, Stored<T>>,
-        changed: &mut BTreeSet<NamespacedName>,
-    ) {
-        for item in before.diff(now) {
-            let key = match item {
-                DiffItem::Add(key, _) | DiffItem::Remove(key, _) => key,
-                DiffItem::Update { new: (key, _), .. } => key,
-            };
-            changed.insert(key.clone());
-        }
-    }
-    let mut changed = BTreeSet::new();
-    keys(&before.services, &now.services, &mut changed);
-    keys(&before.endpoints, &now.endpoints, &mut changed);
+    let mut changed: BTreeSet<NamespacedName> = changed_keys(&before.services, &now.services)
+        .into_iter()
+        .chain(changed_keys(&before.endpoints, &now.endpoints))
+        .collect();
     let service_of = |key: &NamespacedName, slice: &Stored<EndpointSlice>| {
         let labels = slice.object.metadata.labels.as_ref()?;
         let service = labels.get("kubernetes.io/service-name")?;
@@ -104,18 +92,26 @@ pub fn refresh_services(
     services: &BTreeSet<NamespacedName>,
 ) {
     for service in services {
-        let first = BackendKey {
-            namespace: service.namespace.clone(),
-            service: service.name.clone(),
-            port: ServicePortRef::Number(i32::MIN),
-        };
-        let of_service = backends.range(first..).take_while(|(key, _)| {
-            key.namespace == service.namespace && key.service == service.name
-        });
+        let of_service = backends
+            .range(first_key_of(service)..)
+            .take_while(|(key, _)| is_of(key, service));
         for (key, slot) in of_service {
             slot.set_endpoints(resolve_endpoints(store, key));
         }
     }
+}
+
+/// The least backend key of `service`: in key order all its ports follow it (see [`is_of`]).
+pub(crate) fn first_key_of(service: &NamespacedName) -> BackendKey {
+    BackendKey {
+        namespace: service.namespace.clone(),
+        service: service.name.clone(),
+        port: ServicePortRef::Number(i32::MIN),
+    }
+}
+
+pub(crate) fn is_of(key: &BackendKey, service: &NamespacedName) -> bool {
+    key.namespace == service.namespace && key.service == service.name
 }
 
 /// For an endpoint-only change: sets every slot of `snapshot.backends` from the store.

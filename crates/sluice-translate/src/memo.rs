@@ -3,7 +3,7 @@
 //! (same `Arc`, same origin), so reuse never changes a translation's result.
 
 use crate::certs::load_server_cert;
-use crate::endpoints::resolve_endpoints;
+use crate::endpoints::{first_key_of, is_of, resolve_endpoints};
 use k8s_openapi::api::core::v1::Secret;
 use sluice_model::{BackendKey, BackendSlot, ObjectKind, ServerCert};
 use sluice_store::{NamespacedName, ObjectStore, Stored};
@@ -164,18 +164,11 @@ impl SlotPool {
         services: &std::collections::BTreeSet<NamespacedName>,
     ) {
         for service in services {
-            let first = BackendKey {
-                namespace: service.namespace.clone(),
-                service: service.name.clone(),
-                port: sluice_model::ServicePortRef::Number(i32::MIN),
-            };
             let of_service = self
                 .slots
-                .range::<BackendKey, _>(first..)
+                .range::<BackendKey, _>(first_key_of(service)..)
                 .map(|(pooled, _)| &pooled.0)
-                .take_while(|slot| {
-                    slot.key.namespace == service.namespace && slot.key.service == service.name
-                });
+                .take_while(|slot| is_of(&slot.key, service));
             for slot in of_service {
                 slot.set_endpoints(resolve_endpoints(store, &slot.key));
             }

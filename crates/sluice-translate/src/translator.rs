@@ -28,7 +28,7 @@ use sluice_model::{
     BackendSlot, CertSet, CertStore, HostChanges, HostTable, ObjectKind, Problem, Snapshot,
     TlsVersions, VirtualHost,
 };
-use sluice_store::{DiffItem, NamespacedName, ObjectStore, OrdMap, Stored};
+use sluice_store::{NamespacedName, ObjectStore, Stored, changed_keys};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -41,13 +41,11 @@ pub struct Translator {
     opts: TranslateOptions,
     /// What every group depends on; any change redoes everything.
     globals_seen: Option<GlobalInputs>,
-    /// The store the slots were last filled from (a cheap clone: persistent maps).
-    endpoints_seen: Option<ObjectStore>,
+    /// The store translated last (a cheap clone: persistent maps). The next one is compared with
+    /// it, the unchanged parts shared and skipped: its Ingresses and Secrets decide what to
+    /// translate again, its Services and endpoints which reused slots to fill again.
+    seen: Option<ObjectStore>,
     members: BTreeMap<NamespacedName, Member>,
-    /// The Ingresses and Secrets of the store translated last: the next store is compared with
-    /// them (persistent maps: the unchanged parts are shared and skipped).
-    seen_ingresses: OrdMap<NamespacedName, Stored<Ingress>>,
-    seen_secrets: OrdMap<NamespacedName, Stored<k8s_openapi::api::core::v1::Secret>>,
     /// Strong name -> the group naming it.
     owners: HashMap<String, GroupId>,
     /// Weak name `*.foo.com` -> Ingresses with a host under `foo.com`.
@@ -158,10 +156,8 @@ impl Translator {
         Translator {
             opts,
             globals_seen: None,
-            endpoints_seen: None,
+            seen: None,
             members: BTreeMap::new(),
-            seen_ingresses: OrdMap::new(),
-            seen_secrets: OrdMap::new(),
             owners: HashMap::new(),
             weak: HashMap::new(),
             groups: HashMap::new(),
@@ -191,10 +187,6 @@ impl Translator {
         self.host_changes.added.push(vhost);
     }
 
-    pub fn options(&self) -> &TranslateOptions {
-        &self.opts
-    }
-
     /// The snapshot of `store`. `snapshot.version` is left 0; the caller numbers snapshots.
     pub fn translate(&mut self, store: &ObjectStore) -> Translation {
         let mut problems = Vec::new();
@@ -205,14 +197,14 @@ impl Translator {
             self.forget_groups();
             self.globals_seen = Some(inputs);
         }
-        if let Some(seen) = &self.endpoints_seen {
+        let before = self.seen.replace(store.clone());
+        if let Some(before) = &before {
             // Reused slots were filled from an older store.
-            let changed = crate::endpoints::services_changed(seen, store);
+            let changed = crate::endpoints::services_changed(before, store);
             self.slots.refresh_services(store, &changed);
         }
-        self.endpoints_seen = Some(store.clone());
 
-        let (dirty, mut redo) = self.take_changes(store);
+        let (dirty, mut redo) = self.take_changes(&before.unwrap_or_default(), store);
         let old_backends = self.remove_groups(&dirty, &mut redo);
         let shared = Shared {
             store,
@@ -274,10 +266,10 @@ impl Translator {
     /// makes dirty, with the changed Ingresses that are ours (to be grouped again).
     fn take_changes(
         &mut self,
+        before: &ObjectStore,
         store: &ObjectStore,
     ) -> (BTreeSet<GroupId>, BTreeSet<NamespacedName>) {
-        let changed = changed_keys(&self.seen_ingresses, &store.ingresses);
-        self.seen_ingresses = store.ingresses.clone();
+        let changed = changed_keys(&before.ingresses, &store.ingresses);
         let mut dirty = BTreeSet::new();
         let mut redo = BTreeSet::new();
         for key in changed {
@@ -311,10 +303,9 @@ impl Translator {
             }
             self.members.insert(key, Member { names, group: None });
         }
-        for secret in changed_keys(&self.seen_secrets, &store.secrets) {
+        for secret in changed_keys(&before.secrets, &store.secrets) {
             dirty.extend(self.secret_users.get(&secret).into_iter().flatten());
         }
-        self.seen_secrets = store.secrets.clone();
         (dirty, redo)
     }
 
@@ -543,20 +534,6 @@ static EMPTY_NAMES: Names = Names {
     strong: Vec::new(),
     weak: Vec::new(),
 };
-
-/// Keys present in only one of the two maps, or whose object is not the very same one.
-fn changed_keys<T>(
-    before: &OrdMap<NamespacedName, Stored<T>>,
-    now: &OrdMap<NamespacedName, Stored<T>>,
-) -> Vec<NamespacedName> {
-    before
-        .diff(now)
-        .map(|item| match item {
-            DiffItem::Add(key, _) | DiffItem::Remove(key, _) => key.clone(),
-            DiffItem::Update { new: (key, _), .. } => key.clone(),
-        })
-        .collect()
-}
 
 /// The names an Ingress's result depends on (see the module comment).
 fn names_of(key: &NamespacedName, ingress: &Ingress) -> Names {

@@ -32,7 +32,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.environ.get("SHARED_BENCH", os.path.join(HERE, "..", "..", "shared", "bench"))
 CERTS = "/tmp/bench-run/certs"
-HTTP_PORT, HTTPS_PORT, ADMIN_PORT = 22181, 22543, 22354
+# P5_PORT_BASE moves all three ports, so two runs (e.g. helpers measuring A and B) can share the machine.
+_BASE = int(os.environ.get("P5_PORT_BASE", "22000"))
+HTTP_PORT, HTTPS_PORT, ADMIN_PORT = _BASE + 181, _BASE + 543, _BASE + 354
 
 
 def log(*a):

@@ -36,7 +36,7 @@ fn origin_of_service(update: &SourceUpdate, name: &str) -> Option<String> {
 
 fn port_of_service(update: &SourceUpdate, name: &str) -> Option<i32> {
     let stored = update.store.services.get(&key(name))?;
-    Some(stored.object.spec.as_ref()?.ports.as_ref()?.first()?.port)
+    Some(stored.object.ports.first()?.port)
 }
 
 fn shown(update: &SourceUpdate) -> Vec<String> {

@@ -1,9 +1,13 @@
 //! From an untyped manifest document to a typed object.
 
 use crate::checksum::{CHECKSUM_API_VERSION, IngressCheckSum, SecretCheckSum};
+use crate::slim::{SlimEndpointSlice, SlimEndpoints, SlimService};
+use crate::store::NamespacedName;
+use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sluice_model::ObjectKind;
 
 /// kubectl's annotation holding a full copy of the object as last applied: never read.
@@ -17,14 +21,81 @@ const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-config
 pub enum StoredObject {
     Ingress(Ingress),
     IngressClass(IngressClass),
-    Service(Service),
-    EndpointSlice(EndpointSlice),
-    Endpoints(Endpoints),
+    Service(Named<SlimService>),
+    EndpointSlice(Named<SlimEndpointSlice>),
+    Endpoints(Named<SlimEndpoints>),
     Secret(Secret),
     ConfigMap(ConfigMap),
     IngressCheckSum(IngressCheckSum),
     SecretCheckSum(SecretCheckSum),
 }
+
+/// A slim object (see [`crate::slim`]) and the name it is stored under: the store keeps the
+/// name in its key only.
+#[derive(Debug, Clone)]
+pub struct Named<T> {
+    /// `metadata.namespace` (`None` or empty: `default`).
+    pub namespace: Option<String>,
+    pub name: String,
+    pub object: T,
+}
+
+impl<T> Named<T> {
+    /// `object`, to be stored under `key`.
+    pub fn under(key: &NamespacedName, object: T) -> Self {
+        Named {
+            namespace: Some(key.namespace.clone()),
+            name: key.name.clone(),
+            object,
+        }
+    }
+
+    /// Takes the name from the full object's metadata and converts the rest.
+    fn from_full<K: Metadata<Ty = ObjectMeta> + Into<T>>(mut full: K) -> Self {
+        let meta = full.metadata_mut();
+        Named {
+            namespace: meta.namespace.take(),
+            name: meta.name.take().unwrap_or_default(),
+            object: full.into(),
+        }
+    }
+}
+
+macro_rules! from_full {
+    ($($ty:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$ty> for StoredObject {
+            fn from(object: $ty) -> Self {
+                StoredObject::$variant(object)
+            }
+        })*
+    };
+}
+
+from_full!(
+    Ingress => Ingress,
+    IngressClass => IngressClass,
+    Secret => Secret,
+    ConfigMap => ConfigMap,
+    IngressCheckSum => IngressCheckSum,
+    SecretCheckSum => SecretCheckSum,
+);
+
+/// The endpoint kinds are converted here, where they come in, so no full copy outlives decoding.
+macro_rules! from_slim {
+    ($($ty:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$ty> for StoredObject {
+            fn from(object: $ty) -> Self {
+                StoredObject::$variant(Named::from_full(object))
+            }
+        })*
+    };
+}
+
+from_slim!(
+    Service => Service,
+    EndpointSlice => EndpointSlice,
+    Endpoints => Endpoints,
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -68,37 +139,25 @@ impl StoredObject {
             name: name.clone(),
             source,
         };
-        let obj = match (api_version.as_str(), kind.as_str()) {
-            ("networking.k8s.io/v1", "Ingress") => {
-                StoredObject::Ingress(serde_json::from_value(value).map_err(schema)?)
-            }
-            ("networking.k8s.io/v1", "IngressClass") => {
-                StoredObject::IngressClass(serde_json::from_value(value).map_err(schema)?)
-            }
-            ("v1", "Service") => {
-                StoredObject::Service(serde_json::from_value(value).map_err(schema)?)
-            }
-            ("v1", "Endpoints") => {
-                StoredObject::Endpoints(serde_json::from_value(value).map_err(schema)?)
-            }
-            ("v1", "Secret") => {
-                StoredObject::Secret(serde_json::from_value(value).map_err(schema)?)
-            }
-            ("v1", "ConfigMap") => {
-                StoredObject::ConfigMap(serde_json::from_value(value).map_err(schema)?)
-            }
-            ("discovery.k8s.io/v1", "EndpointSlice") => {
-                StoredObject::EndpointSlice(serde_json::from_value(value).map_err(schema)?)
-            }
-            (CHECKSUM_API_VERSION, "IngressCheckSum") => {
-                StoredObject::IngressCheckSum(serde_json::from_value(value).map_err(schema)?)
-            }
-            (CHECKSUM_API_VERSION, "SecretCheckSum") => {
-                StoredObject::SecretCheckSum(serde_json::from_value(value).map_err(schema)?)
-            }
+        fn decode<T: serde::de::DeserializeOwned + Into<StoredObject>>(
+            value: serde_json::Value,
+        ) -> Result<StoredObject, serde_json::Error> {
+            serde_json::from_value::<T>(value).map(Into::into)
+        }
+        // The full k8s-openapi type checks the schema, as the API server would.
+        let decoded = match (api_version.as_str(), kind.as_str()) {
+            ("networking.k8s.io/v1", "Ingress") => decode::<Ingress>(value),
+            ("networking.k8s.io/v1", "IngressClass") => decode::<IngressClass>(value),
+            ("v1", "Service") => decode::<Service>(value),
+            ("v1", "Endpoints") => decode::<Endpoints>(value),
+            ("v1", "Secret") => decode::<Secret>(value),
+            ("v1", "ConfigMap") => decode::<ConfigMap>(value),
+            ("discovery.k8s.io/v1", "EndpointSlice") => decode::<EndpointSlice>(value),
+            (CHECKSUM_API_VERSION, "IngressCheckSum") => decode::<IngressCheckSum>(value),
+            (CHECKSUM_API_VERSION, "SecretCheckSum") => decode::<SecretCheckSum>(value),
             _ => return Ok(None),
         };
-        Ok(Some(obj))
+        decoded.map(Some).map_err(schema)
     }
 
     pub fn kind(&self) -> ObjectKind {
@@ -115,17 +174,57 @@ impl StoredObject {
         }
     }
 
-    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    /// `metadata.namespace` as written (`None` or empty: `default`; see `ObjectStore::key_of`).
+    pub fn namespace(&self) -> Option<&str> {
+        self.head().namespace
+    }
+
+    /// `metadata.name` (empty when absent).
+    pub fn name(&self) -> &str {
+        self.head().name
+    }
+
+    /// `metadata.resourceVersion`, set on objects from the API server.
+    pub fn resource_version(&self) -> Option<&str> {
+        self.head().resource_version
+    }
+
+    fn head(&self) -> Head<'_> {
         match self {
-            StoredObject::Ingress(o) => &o.metadata,
-            StoredObject::IngressClass(o) => &o.metadata,
-            StoredObject::Service(o) => &o.metadata,
-            StoredObject::EndpointSlice(o) => &o.metadata,
-            StoredObject::Endpoints(o) => &o.metadata,
-            StoredObject::Secret(o) => &o.metadata,
-            StoredObject::ConfigMap(o) => &o.metadata,
-            StoredObject::IngressCheckSum(o) => &o.metadata,
-            StoredObject::SecretCheckSum(o) => &o.metadata,
+            StoredObject::Ingress(o) => Head::full(&o.metadata),
+            StoredObject::IngressClass(o) => Head::full(&o.metadata),
+            StoredObject::Secret(o) => Head::full(&o.metadata),
+            StoredObject::ConfigMap(o) => Head::full(&o.metadata),
+            StoredObject::IngressCheckSum(o) => Head::full(&o.metadata),
+            StoredObject::SecretCheckSum(o) => Head::full(&o.metadata),
+            StoredObject::Service(o) => Head::slim(o, &o.object.resource_version),
+            StoredObject::EndpointSlice(o) => Head::slim(o, &o.object.resource_version),
+            StoredObject::Endpoints(o) => Head::slim(o, &o.object.resource_version),
+        }
+    }
+}
+
+/// The metadata every kind has, full or slim.
+struct Head<'a> {
+    namespace: Option<&'a str>,
+    name: &'a str,
+    resource_version: Option<&'a str>,
+}
+
+impl<'a> Head<'a> {
+    fn full(meta: &'a ObjectMeta) -> Self {
+        Head {
+            namespace: meta.namespace.as_deref(),
+            name: meta.name.as_deref().unwrap_or(""),
+            resource_version: meta.resource_version.as_deref(),
+        }
+    }
+
+    fn slim<T>(named: &'a Named<T>, resource_version: &'a Option<Box<str>>) -> Self {
+        Head {
+            namespace: named.namespace.as_deref(),
+            name: &named.name,
+            resource_version: resource_version.as_deref(),
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use crate::checksum::{IngressCheckSum, SecretCheckSum};
 use crate::decode::StoredObject;
+use crate::slim::{SlimEndpointSlice, SlimEndpoints, SlimService};
 use imbl::{OrdMap, OrdSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use sluice_model::{ObjectKind, ObjectRef, Origin};
 use std::fmt;
@@ -130,9 +130,10 @@ pub struct ObjectStore {
     pub ingresses: OrdMap<NamespacedName, Stored<Ingress>>,
     /// Cluster-scoped: keyed by name.
     pub ingress_classes: OrdMap<String, Stored<IngressClass>>,
-    pub services: OrdMap<NamespacedName, Stored<Service>>,
-    pub endpoint_slices: OrdMap<NamespacedName, Stored<EndpointSlice>>,
-    pub endpoints: OrdMap<NamespacedName, Stored<Endpoints>>,
+    pub services: OrdMap<NamespacedName, Stored<SlimService>>,
+    pub endpoint_slices: OrdMap<NamespacedName, Stored<SlimEndpointSlice>>,
+    /// Legacy v1 Endpoints.
+    pub endpoints: OrdMap<NamespacedName, Stored<SlimEndpoints>>,
     pub secrets: OrdMap<NamespacedName, Stored<Secret>>,
     pub config_maps: OrdMap<NamespacedName, Stored<ConfigMap>>,
     /// Tengine-Ingress checksum objects (`tengine.taobao.org/v1`).
@@ -143,8 +144,6 @@ pub struct ObjectStore {
     slices_by_service: OrdMap<NamespacedName, OrdSet<String>>,
     revisions: KindRevisions,
 }
-
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 impl ObjectStore {
     pub fn new() -> Self {
@@ -158,16 +157,14 @@ impl ObjectStore {
     /// The key an object is stored under: its namespace (`default` when absent, empty for
     /// cluster-scoped kinds) and name.
     pub fn key_of(object: &StoredObject) -> NamespacedName {
-        let meta = object.metadata();
         let namespace = match object {
-            StoredObject::IngressClass(_) => String::new(),
-            _ => meta
-                .namespace
-                .clone()
+            StoredObject::IngressClass(_) => "",
+            _ => object
+                .namespace()
                 .filter(|ns| !ns.is_empty())
-                .unwrap_or_else(|| "default".to_string()),
+                .unwrap_or("default"),
         };
-        NamespacedName::new(namespace, meta.name.clone().unwrap_or_default())
+        NamespacedName::new(namespace, object.name())
     }
 
     /// Inserts or replaces an object. Returns its key.
@@ -183,29 +180,22 @@ impl ObjectStore {
                 self.ingress_classes
                     .insert(key.name.clone(), stored(o, origin));
             }
-            StoredObject::Service(mut o) => {
-                o.metadata.namespace = Some(key.namespace.clone());
-                self.services.insert(key.clone(), stored(o, origin));
+            StoredObject::Service(o) => {
+                self.services.insert(key.clone(), stored(o.object, origin));
             }
-            StoredObject::EndpointSlice(mut o) => {
-                o.metadata.namespace = Some(key.namespace.clone());
+            StoredObject::EndpointSlice(o) => {
                 self.unindex_slice(&key);
-                if let Some(service) = o
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                {
+                if let Some(service) = o.object.service.as_deref() {
                     self.slices_by_service
-                        .entry(NamespacedName::new(key.namespace.clone(), service.clone()))
+                        .entry(NamespacedName::new(key.namespace.clone(), service))
                         .or_default()
                         .insert(key.name.clone());
                 }
-                self.endpoint_slices.insert(key.clone(), stored(o, origin));
+                self.endpoint_slices
+                    .insert(key.clone(), stored(o.object, origin));
             }
-            StoredObject::Endpoints(mut o) => {
-                o.metadata.namespace = Some(key.namespace.clone());
-                self.endpoints.insert(key.clone(), stored(o, origin));
+            StoredObject::Endpoints(o) => {
+                self.endpoints.insert(key.clone(), stored(o.object, origin));
             }
             StoredObject::Secret(mut o) => {
                 o.metadata.namespace = Some(key.namespace.clone());
@@ -254,7 +244,7 @@ impl ObjectStore {
     pub fn endpoint_slices_of(
         &self,
         service: &NamespacedName,
-    ) -> impl Iterator<Item = &Stored<EndpointSlice>> {
+    ) -> impl Iterator<Item = &Stored<SlimEndpointSlice>> {
         self.slices_by_service
             .get(service)
             .into_iter()
@@ -283,16 +273,10 @@ impl ObjectStore {
         let Some(old) = self.endpoint_slices.get(key) else {
             return;
         };
-        let Some(service) = old
-            .object
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
+        let Some(service) = old.object.service.as_deref() else {
             return;
         };
-        let service_key = NamespacedName::new(key.namespace.clone(), service.clone());
+        let service_key = NamespacedName::new(key.namespace.clone(), service);
         if let Some(names) = self.slices_by_service.get_mut(&service_key) {
             names.remove(&key.name);
             if names.is_empty() {

@@ -1,14 +1,13 @@
 //! Backend resolution, Kubernetes' way: Ingress port -> Service port -> EndpointSlice port of the
 //! same name -> ready addresses. Legacy v1 Endpoints are read only when a Service has no slices.
 
-use k8s_openapi::api::core::v1::{Endpoints as LegacyEndpoints, Service, ServicePort};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use sluice_model::{
     BackendKey, BackendSlot, Endpoints, ServicePortRef, Snapshot, Unavailable, Upstream,
 };
+use sluice_store::slim::{NamedPort, SlimEndpointSlice, SlimEndpoints, SlimService};
 use sluice_store::{DiffItem, NamespacedName, ObjectStore, Stored, changed_keys};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Endpoints of one backend, Kubernetes' way.
@@ -18,7 +17,7 @@ pub fn resolve_endpoints(store: &ObjectStore, key: &BackendKey) -> Endpoints {
         return Endpoints::Unavailable(Unavailable::NoService);
     };
     let service = service.object.as_ref();
-    if let Some(host) = external_name(service) {
+    if let Some(host) = service.external_name.as_deref() {
         return match external_port(service, &key.port) {
             Some(port) => Endpoints::Ready(vec![Upstream::Dns {
                 host: host.to_string(),
@@ -31,12 +30,8 @@ pub fn resolve_endpoints(store: &ObjectStore, key: &BackendKey) -> Endpoints {
         return Endpoints::Unavailable(Unavailable::NoServicePort);
     };
     let wanted = WantedPort {
-        name: service_port.name.as_deref().unwrap_or(""),
-        only_port: service
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.as_ref())
-            .is_some_and(|p| p.len() == 1),
+        name: service_port.name_or_empty(),
+        only_port: service.ports.len() == 1,
     };
 
     let mut ready = BTreeSet::new();
@@ -63,10 +58,9 @@ pub fn services_changed(before: &ObjectStore, now: &ObjectStore) -> BTreeSet<Nam
         .into_iter()
         .chain(changed_keys(&before.endpoints, &now.endpoints))
         .collect();
-    let service_of = |key: &NamespacedName, slice: &Stored<EndpointSlice>| {
-        let labels = slice.object.metadata.labels.as_ref()?;
-        let service = labels.get("kubernetes.io/service-name")?;
-        Some(NamespacedName::new(key.namespace.clone(), service.clone()))
+    let service_of = |key: &NamespacedName, slice: &Stored<SlimEndpointSlice>| {
+        let service = slice.object.service.as_deref()?;
+        Some(NamespacedName::new(key.namespace.clone(), service))
     };
     for item in before.endpoint_slices.diff(&now.endpoint_slices) {
         match item {
@@ -121,17 +115,9 @@ pub fn refresh_endpoints(store: &ObjectStore, snapshot: &Snapshot) {
     }
 }
 
-fn external_name(service: &Service) -> Option<&str> {
-    let spec = service.spec.as_ref()?;
-    if spec.type_.as_deref() != Some("ExternalName") {
-        return None;
-    }
-    spec.external_name.as_deref().filter(|n| !n.is_empty())
-}
-
 /// An ExternalName Service has no endpoints: the Ingress's port number is used as is, a port
 /// name is looked up among the Service's ports.
-fn external_port(service: &Service, port: &ServicePortRef) -> Option<u16> {
+fn external_port(service: &SlimService, port: &ServicePortRef) -> Option<u16> {
     let number = match port {
         ServicePortRef::Number(n) => *n,
         ServicePortRef::Name(_) => find_service_port(service, port)?.port,
@@ -139,8 +125,8 @@ fn external_port(service: &Service, port: &ServicePortRef) -> Option<u16> {
     u16::try_from(number).ok().filter(|p| *p != 0)
 }
 
-fn find_service_port<'a>(service: &'a Service, port: &ServicePortRef) -> Option<&'a ServicePort> {
-    let ports = service.spec.as_ref()?.ports.as_ref()?;
+fn find_service_port<'a>(service: &'a SlimService, port: &ServicePortRef) -> Option<&'a NamedPort> {
+    let ports = &service.ports;
     match port {
         ServicePortRef::Number(n) => ports.iter().find(|p| p.port == *n),
         ServicePortRef::Name(name) => ports
@@ -172,50 +158,36 @@ impl WantedPort<'_> {
     }
 }
 
-fn collect_slice(slice: &EndpointSlice, wanted: &WantedPort<'_>, out: &mut BTreeSet<SocketAddr>) {
-    let ports = slice.ports.as_deref().unwrap_or(&[]);
-    let chosen = wanted.pick(ports, |p| p.name.as_deref().unwrap_or(""));
+fn collect_slice(
+    slice: &SlimEndpointSlice,
+    wanted: &WantedPort<'_>,
+    out: &mut BTreeSet<SocketAddr>,
+) {
+    let chosen = wanted.pick(&slice.ports, |p| p.name_or_empty());
     let Some(port) = chosen
         .and_then(|p| p.port)
         .and_then(|p| u16::try_from(p).ok())
     else {
         return;
     };
-    for endpoint in &slice.endpoints {
-        let conditions = endpoint.conditions.as_ref();
-        let ready = conditions.and_then(|c| c.ready);
-        let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-        // Absent `ready` means ready, unless the endpoint is going away.
-        let usable = match ready {
-            Some(r) => r,
-            None => !terminating,
-        };
-        if !usable {
-            continue;
-        }
-        for address in &endpoint.addresses {
-            if let Ok(ip) = address.parse::<IpAddr>() {
-                out.insert(SocketAddr::new(ip, port));
-            }
-        }
-    }
+    out.extend(
+        slice
+            .ready_addresses
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port)),
+    );
 }
 
 fn collect_legacy(
-    endpoints: &LegacyEndpoints,
+    endpoints: &SlimEndpoints,
     wanted: &WantedPort<'_>,
     out: &mut BTreeSet<SocketAddr>,
 ) {
-    for subset in endpoints.subsets.as_deref().unwrap_or(&[]) {
-        let ports = subset.ports.as_deref().unwrap_or(&[]);
-        let chosen = wanted.pick(ports, |p| p.name.as_deref().unwrap_or(""));
+    for subset in &endpoints.subsets {
+        let chosen = wanted.pick(&subset.ports, |p| p.name_or_empty());
         let Some(port) = chosen.and_then(|p| u16::try_from(p.port).ok()) else {
             continue;
         };
-        for address in subset.addresses.as_deref().unwrap_or(&[]) {
-            if let Ok(ip) = address.ip.parse::<IpAddr>() {
-                out.insert(SocketAddr::new(ip, port));
-            }
-        }
+        out.extend(subset.addresses.iter().map(|ip| SocketAddr::new(*ip, port)));
     }
 }

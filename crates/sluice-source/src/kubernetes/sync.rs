@@ -3,6 +3,7 @@
 
 use crate::SourceUpdate;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sluice_model::{ObjectKind, ObjectRef, Origin, Problem, Severity};
 use sluice_store::{KindRevisions, NamespacedName, ObjectStore, OrdMap, Stored, StoredObject};
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,7 +120,7 @@ impl SyncState {
     /// reconnect returns mostly unchanged objects; they must not trigger a rebuild).
     fn upsert(&mut self, object: StoredObject) {
         let key = ObjectStore::key_of(&object);
-        let version = object.metadata().resource_version.as_deref();
+        let version = object.resource_version();
         if version.is_some() && resource_version(&self.store, object.kind(), &key) == version {
             return;
         }
@@ -299,18 +300,25 @@ fn resource_version<'a>(
     kind: ObjectKind,
     key: &NamespacedName,
 ) -> Option<&'a str> {
-    let meta = match kind {
-        ObjectKind::Ingress => &store.ingresses.get(key)?.object.metadata,
-        ObjectKind::IngressClass => &store.ingress_classes.get(&key.name)?.object.metadata,
-        ObjectKind::Service => &store.services.get(key)?.object.metadata,
-        ObjectKind::EndpointSlice => &store.endpoint_slices.get(key)?.object.metadata,
-        ObjectKind::Endpoints => &store.endpoints.get(key)?.object.metadata,
-        ObjectKind::Secret => &store.secrets.get(key)?.object.metadata,
-        ObjectKind::ConfigMap => &store.config_maps.get(key)?.object.metadata,
-        ObjectKind::IngressCheckSum => &store.ingress_checksums.get(key)?.object.metadata,
-        ObjectKind::SecretCheckSum => &store.secret_checksums.get(key)?.object.metadata,
-    };
-    meta.resource_version.as_deref()
+    fn of(meta: &ObjectMeta) -> Option<&str> {
+        meta.resource_version.as_deref()
+    }
+    match kind {
+        ObjectKind::Ingress => of(&store.ingresses.get(key)?.object.metadata),
+        ObjectKind::IngressClass => of(&store.ingress_classes.get(&key.name)?.object.metadata),
+        ObjectKind::Service => store.services.get(key)?.object.resource_version.as_deref(),
+        ObjectKind::EndpointSlice => store
+            .endpoint_slices
+            .get(key)?
+            .object
+            .resource_version
+            .as_deref(),
+        ObjectKind::Endpoints => store.endpoints.get(key)?.object.resource_version.as_deref(),
+        ObjectKind::Secret => of(&store.secrets.get(key)?.object.metadata),
+        ObjectKind::ConfigMap => of(&store.config_maps.get(key)?.object.metadata),
+        ObjectKind::IngressCheckSum => of(&store.ingress_checksums.get(key)?.object.metadata),
+        ObjectKind::SecretCheckSum => of(&store.secret_checksums.get(key)?.object.metadata),
+    }
 }
 
 #[cfg(test)]

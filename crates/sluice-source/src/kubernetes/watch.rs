@@ -41,7 +41,7 @@ macro_rules! watched_kind {
             const KIND: ObjectKind = ObjectKind::$kind;
             const RESOURCE: &'static str = $resource;
             fn into_stored(self) -> StoredObject {
-                StoredObject::$kind(self)
+                StoredObject::from(self)
             }
         }
     };

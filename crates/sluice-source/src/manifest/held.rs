@@ -3,10 +3,12 @@
 //! was about 100 MB.
 
 use sluice_model::ObjectKind;
-use sluice_store::k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
-use sluice_store::k8s_openapi::api::discovery::v1::EndpointSlice;
+use sluice_store::k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use sluice_store::k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use sluice_store::{IngressCheckSum, NamespacedName, ObjectStore, SecretCheckSum, StoredObject};
+use sluice_store::slim::{SlimEndpointSlice, SlimEndpoints, SlimService};
+use sluice_store::{
+    IngressCheckSum, Named, NamespacedName, ObjectStore, SecretCheckSum, StoredObject,
+};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -20,12 +22,12 @@ pub(crate) enum Held {
 }
 
 impl Held {
-    /// The object to put into the store: moved when only decoded, copied when already shared
-    /// (a definition that comes back into effect after another one replaced it).
-    pub fn into_decoded(self) -> StoredObject {
+    /// The object to put into the store under `key`: moved when only decoded, copied when
+    /// already shared (a definition that comes back into effect after another one replaced it).
+    pub fn into_decoded(self, key: &NamespacedName) -> StoredObject {
         match self {
             Held::Decoded(object) => *object,
-            Held::Shared(shared) => shared.to_decoded(),
+            Held::Shared(shared) => shared.to_decoded(key),
         }
     }
 }
@@ -35,9 +37,9 @@ impl Held {
 pub(crate) enum SharedObject {
     Ingress(Arc<Ingress>),
     IngressClass(Arc<IngressClass>),
-    Service(Arc<Service>),
-    EndpointSlice(Arc<EndpointSlice>),
-    Endpoints(Arc<Endpoints>),
+    Service(Arc<SlimService>),
+    EndpointSlice(Arc<SlimEndpointSlice>),
+    Endpoints(Arc<SlimEndpoints>),
     Secret(Arc<Secret>),
     ConfigMap(Arc<ConfigMap>),
     IngressCheckSum(Arc<IngressCheckSum>),
@@ -76,13 +78,17 @@ impl SharedObject {
         })
     }
 
-    fn to_decoded(&self) -> StoredObject {
+    fn to_decoded(&self, key: &NamespacedName) -> StoredObject {
+        // The slim kinds keep their name only in the store's key.
+        fn named<T: Clone>(key: &NamespacedName, object: &T) -> Named<T> {
+            Named::under(key, object.clone())
+        }
         match self {
             SharedObject::Ingress(o) => StoredObject::Ingress((**o).clone()),
             SharedObject::IngressClass(o) => StoredObject::IngressClass((**o).clone()),
-            SharedObject::Service(o) => StoredObject::Service((**o).clone()),
-            SharedObject::EndpointSlice(o) => StoredObject::EndpointSlice((**o).clone()),
-            SharedObject::Endpoints(o) => StoredObject::Endpoints((**o).clone()),
+            SharedObject::Service(o) => StoredObject::Service(named(key, &**o)),
+            SharedObject::EndpointSlice(o) => StoredObject::EndpointSlice(named(key, &**o)),
+            SharedObject::Endpoints(o) => StoredObject::Endpoints(named(key, &**o)),
             SharedObject::Secret(o) => StoredObject::Secret((**o).clone()),
             SharedObject::ConfigMap(o) => StoredObject::ConfigMap((**o).clone()),
             SharedObject::IngressCheckSum(o) => StoredObject::IngressCheckSum((**o).clone()),

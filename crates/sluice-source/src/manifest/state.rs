@@ -292,7 +292,7 @@ impl DirectoryState {
                 applied.origin == origin && applied.fingerprint == fingerprint
             });
             if !unchanged {
-                Arc::make_mut(&mut self.store).upsert(object.into_decoded(), origin.clone());
+                Arc::make_mut(&mut self.store).upsert(object.into_decoded(&key.1), origin.clone());
                 tracked.applied = Some(Applied {
                     origin: origin.clone(),
                     fingerprint,
@@ -393,7 +393,7 @@ mod tests {
         let port = |state: &DirectoryState| {
             let stored =
                 &state.store().services[&sluice_store::NamespacedName::new("default", "web")];
-            stored.object.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port
+            stored.object.ports[0].port
         };
         assert_eq!(port(&state), 80);
         // Same length, new content: the times and the inode (a rename over it) move.
@@ -454,7 +454,7 @@ mod tests {
 
     fn port(state: &DirectoryState) -> Option<i32> {
         let stored = state.store().services.get(&web_key().1)?;
-        Some(stored.object.spec.as_ref()?.ports.as_ref()?.first()?.port)
+        Some(stored.object.ports.first()?.port)
     }
 
     /// Whether the definition in `file` holds the very object the store holds.

@@ -188,7 +188,7 @@ mod tests {
     fn port(update: &SourceUpdate, name: &str) -> Option<i32> {
         let key = sluice_store::NamespacedName::new("default", name);
         let stored = update.store.services.get(&key)?;
-        Some(stored.object.spec.as_ref()?.ports.as_ref()?.first()?.port)
+        Some(stored.object.ports.first()?.port)
     }
 
     async fn wait_for(

@@ -148,15 +148,25 @@ impl Metrics {
         at.saturating_duration_since(self.started).as_secs() as u32
     }
 
-    fn readouts(&self) -> Vec<route::RouteReadout> {
+    fn readouts(&self, host: Option<&str>) -> Vec<route::RouteReadout> {
         let now = self.second(Instant::now());
-        self.registry.all().iter().map(|s| s.readout(now)).collect()
+        let stats = self.registry.all(host);
+        let mut readouts: Vec<_> = stats.iter().map(|s| s.readout(now)).collect();
+        // Stats are made with a route's first request; a host that has served none is still
+        // listed when asked for by name, with zeros, as long as it is configured.
+        if let Some(host) = host
+            && readouts.is_empty()
+            && let Some(key) = self.registry.indexed_host(host)
+        {
+            readouts.push(RouteStats::new(key).readout(now));
+        }
+        readouts
     }
 
     /// The `/metrics` body (text format 0.0.4, [`PROMETHEUS_CONTENT_TYPE`]).
     pub fn render_prometheus(&self, config: &ConfigState<'_>) -> String {
         prometheus::render(
-            &self.readouts(),
+            &self.readouts(None),
             config,
             &self.options,
             self.access_log.as_ref().map(AccessLog::dropped),
@@ -165,7 +175,7 @@ impl Metrics {
 
     /// `/api/v1/stats`, optionally of one host (as configured).
     pub fn stats(&self, host: Option<&str>) -> StatsView {
-        stats::build(&self.readouts(), self.started.elapsed().as_secs(), host)
+        stats::build(&self.readouts(host), self.started.elapsed().as_secs(), host)
     }
 }
 
@@ -381,6 +391,99 @@ mod tests {
             requests,
             [("c.test".to_string(), 2), ("a.test".to_string(), 1)]
         );
+    }
+
+    #[test]
+    fn routes_get_stats_with_their_first_request() {
+        let metrics = Metrics::default();
+        let first = snapshot(1, &["a.test", "b.test", "c.test"]);
+        metrics.refresh(&first);
+        assert!(metrics.registry.all(None).is_empty());
+        assert!(hit(&metrics, &first, "a.test", 200));
+        let keys: Vec<String> = metrics
+            .registry
+            .all(None)
+            .iter()
+            .map(|s| format!("{}{}", s.key.host, s.key.path))
+            .collect();
+        assert_eq!(keys, ["a.test/"]);
+        // Rebuilt hosts: an idle one still holds nothing, a busy one keeps its counts.
+        let second = snapshot(2, &["a.test", "b.test", "c.test"]);
+        let changes = sluice_model::HostChanges {
+            removed: first.hosts.iter().cloned().collect(),
+            added: second.hosts.iter().cloned().collect(),
+        };
+        metrics.refresh_changed(&second, &changes);
+        assert_eq!(metrics.registry.all(None).len(), 1);
+        assert!(hit(&metrics, &second, "a.test", 200));
+        assert_eq!(metrics.stats(Some("a.test")).hosts[0].requests, 2);
+        // An idle host asked for by name is listed with zeros; an unknown one is not.
+        let idle = metrics.stats(Some("B.test"));
+        assert_eq!(idle.hosts.len(), 1);
+        assert_eq!(idle.hosts[0].host, "b.test");
+        assert_eq!(idle.hosts[0].requests, 0);
+        assert!(metrics.stats(Some("nowhere.test")).hosts.is_empty());
+        assert_eq!(metrics.stats(None).hosts.len(), 1);
+    }
+
+    #[test]
+    fn the_fallback_counts_under_its_own_labels() {
+        let metrics = Metrics::default();
+        let mut vhost = VirtualHost {
+            name: "a.test".into(),
+            routes: vec![route("ing-a", "svc", "/api")],
+            fallback: Some(route("ing-a", "default-svc", "")),
+            ..VirtualHost::default()
+        };
+        vhost.routes.push(route("ing-a", "svc", "/web"));
+        let mut hosts = HostTable::default();
+        hosts.insert(Arc::new(vhost));
+        let s = Arc::new(Snapshot {
+            version: 1,
+            hosts,
+            ..Snapshot::default()
+        });
+        metrics.refresh(&s);
+        let vhost = s.hosts.lookup("a.test");
+        for route in [
+            vhost.fallback.as_ref(),
+            vhost.routes.get(1),
+            vhost.fallback.as_ref(),
+        ] {
+            let stats = metrics.route_stats(&s, vhost, route).expect("stats");
+            metrics.record(&stats, &observation(200), Instant::now());
+        }
+        let text = metrics.render_prometheus(&config(&s));
+        assert!(text.contains("sluice_http_requests_total{host=\"a.test\",namespace=\"ns\",ingress=\"ing-a\",service=\"default-svc\",path=\"\",method=\"GET\",code=\"200\",canary=\"false\"} 2\n"), "{text}");
+        assert!(
+            text.contains(
+                "service=\"svc\",path=\"/web\",method=\"GET\",code=\"200\",canary=\"false\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("path=\"/api\""), "{text}");
+    }
+
+    #[test]
+    fn threads_racing_on_a_first_request_share_one_stats() {
+        let metrics = Arc::new(Metrics::default());
+        let s = snapshot(1, &["a.test"]);
+        metrics.refresh(&s);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (metrics, s) = (metrics.clone(), s.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        assert!(hit(&metrics, &s, "a.test", 200));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("recording thread");
+        }
+        assert_eq!(metrics.registry.all(None).len(), 1);
+        assert_eq!(metrics.stats(Some("a.test")).hosts[0].requests, 2000);
     }
 
     #[test]

@@ -8,6 +8,8 @@ use crate::rate::{SecondCounts, SecondRing};
 use crate::shard::{Padded, shard_index, shards};
 use arc_swap::ArcSwap;
 use sluice_model::{Route, VirtualHost};
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -15,7 +17,7 @@ use std::time::Duration;
 /// What labels a route's series: the configured host (`_` for the default server), the Ingress,
 /// its Service and the path as written in the Ingress. Empty Ingress/Service/path stand for
 /// requests to the host that matched no path.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RouteKey {
     pub host: Arc<str>,
     pub namespace: Arc<str>,
@@ -30,39 +32,100 @@ pub const DEFAULT_SERVER: &str = "_";
 
 impl RouteKey {
     pub fn of(vhost: &VirtualHost, route: Option<&Route>) -> RouteKey {
-        RouteKey::with_host(RouteKey::host_of(vhost), route, &Arc::from(""))
+        RouteLabels::of(vhost, route).to_key()
     }
 
     /// The `host` label of a virtual host.
     pub fn host_of(vhost: &VirtualHost) -> Arc<str> {
-        if vhost.name.is_empty() {
-            DEFAULT_SERVER.into()
-        } else {
-            vhost.name.as_str().into()
-        }
+        RouteLabels::of(vhost, None).0[0].into()
     }
+}
 
-    /// The key of `route` (or of its host's unmatched requests) with labels shared between keys
-    /// where they can be, so indexing a large configuration allocates little.
-    pub(crate) fn with_host(host: Arc<str>, route: Option<&Route>, empty: &Arc<str>) -> RouteKey {
-        match route {
-            Some(route) => RouteKey {
+impl Hash for RouteKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.labels().hash(state);
+    }
+}
+
+/// A route's five labels, as a [`RouteKey`] owns them or as a snapshot's route has them, so the
+/// registry can look up the stats of a route without building its key first.
+pub(crate) trait Labels {
+    fn labels(&self) -> [&str; 5];
+}
+
+impl Labels for RouteKey {
+    fn labels(&self) -> [&str; 5] {
+        [
+            &self.host,
+            &self.namespace,
+            &self.ingress,
+            &self.service,
+            &self.path,
+        ]
+    }
+}
+
+/// The labels of a route of a snapshot (or of its host's unmatched requests), borrowed from it.
+pub(crate) struct RouteLabels<'a>(pub(crate) [&'a str; 5]);
+
+impl<'a> RouteLabels<'a> {
+    pub(crate) fn of(vhost: &'a VirtualHost, route: Option<&'a Route>) -> RouteLabels<'a> {
+        let host = if vhost.name.is_empty() {
+            DEFAULT_SERVER
+        } else {
+            vhost.name.as_str()
+        };
+        RouteLabels(match route {
+            Some(route) => [
                 host,
-                namespace: route.ingress.namespace.as_str().into(),
-                ingress: route.ingress.name.as_str().into(),
-                service: route.backend().key.service.as_str().into(),
-                path: route.path.as_str().into(),
-            },
-            None => RouteKey {
-                host,
-                namespace: empty.clone(),
-                ingress: empty.clone(),
-                service: empty.clone(),
-                path: empty.clone(),
-            },
+                &route.ingress.namespace,
+                &route.ingress.name,
+                &route.backend().key.service,
+                route.path.as_str(),
+            ],
+            None => [host, "", "", "", ""],
+        })
+    }
+}
+
+impl RouteLabels<'_> {
+    pub(crate) fn to_key(&self) -> RouteKey {
+        let [host, namespace, ingress, service, path] = self.0;
+        RouteKey {
+            host: host.into(),
+            namespace: namespace.into(),
+            ingress: ingress.into(),
+            service: service.into(),
+            path: path.into(),
         }
     }
 }
+
+impl Labels for RouteLabels<'_> {
+    fn labels(&self) -> [&str; 5] {
+        self.0
+    }
+}
+
+impl<'a> Borrow<dyn Labels + 'a> for RouteKey {
+    fn borrow(&self) -> &(dyn Labels + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn Labels + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.labels().hash(state);
+    }
+}
+
+impl PartialEq for dyn Labels + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.labels() == other.labels()
+    }
+}
+
+impl Eq for dyn Labels + '_ {}
 
 /// Methods get a label of their own; anything else is `OTHER`, so a client cannot grow the
 /// number of series by inventing methods.

@@ -8,6 +8,7 @@
 
 mod checksum;
 mod decode;
+mod slice_index;
 pub mod slim;
 mod store;
 

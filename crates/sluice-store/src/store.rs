@@ -2,8 +2,9 @@
 
 use crate::checksum::{IngressCheckSum, SecretCheckSum};
 use crate::decode::StoredObject;
+use crate::slice_index::SliceIndex;
 use crate::slim::{SlimEndpointSlice, SlimEndpoints, SlimService};
-use imbl::{OrdMap, OrdSet};
+use imbl::OrdMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use sluice_model::{ObjectKind, ObjectRef, Origin};
@@ -141,7 +142,7 @@ pub struct ObjectStore {
     pub secret_checksums: OrdMap<NamespacedName, Stored<SecretCheckSum>>,
     /// Service `namespace/name` -> names of its EndpointSlices (label
     /// `kubernetes.io/service-name`).
-    slices_by_service: OrdMap<NamespacedName, OrdSet<String>>,
+    slices_by_service: SliceIndex,
     revisions: KindRevisions,
 }
 
@@ -186,10 +187,10 @@ impl ObjectStore {
             StoredObject::EndpointSlice(o) => {
                 self.unindex_slice(&key);
                 if let Some(service) = o.object.service.as_deref() {
-                    self.slices_by_service
-                        .entry(NamespacedName::new(key.namespace.clone(), service))
-                        .or_default()
-                        .insert(key.name.clone());
+                    self.slices_by_service.insert(
+                        NamespacedName::new(key.namespace.clone(), service),
+                        &key.name,
+                    );
                 }
                 self.endpoint_slices
                     .insert(key.clone(), stored(o.object, origin));
@@ -246,14 +247,10 @@ impl ObjectStore {
         service: &NamespacedName,
     ) -> impl Iterator<Item = &Stored<SlimEndpointSlice>> {
         self.slices_by_service
-            .get(service)
-            .into_iter()
-            .flatten()
+            .slices_of(service)
             .filter_map(|name| {
-                self.endpoint_slices.get(&NamespacedName::new(
-                    service.namespace.clone(),
-                    name.clone(),
-                ))
+                self.endpoint_slices
+                    .get(&NamespacedName::new(service.namespace.clone(), name))
             })
     }
 
@@ -277,12 +274,7 @@ impl ObjectStore {
             return;
         };
         let service_key = NamespacedName::new(key.namespace.clone(), service);
-        if let Some(names) = self.slices_by_service.get_mut(&service_key) {
-            names.remove(&key.name);
-            if names.is_empty() {
-                self.slices_by_service.remove(&service_key);
-            }
-        }
+        self.slices_by_service.remove(&service_key, &key.name);
     }
 }
 

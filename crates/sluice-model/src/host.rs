@@ -1,7 +1,7 @@
 //! Hosts: exact names, one-label wildcards, and the default server for everything else.
 
 use crate::route::Route;
-use std::collections::HashMap;
+use crate::shared_map::SharedMap;
 use std::sync::Arc;
 
 /// One host's routes, in match order.
@@ -31,11 +31,11 @@ impl VirtualHost {
 /// Host lookup: exact name, then `*.parent` for one label, then the default server.
 #[derive(Debug, Clone, Default)]
 pub struct HostTable {
-    /// Shared keys: the next snapshot's table is a clone of this one, and 20,000 hosts should
-    /// cost 20,000 reference counts there, not 20,000 string copies.
-    pub exact: HashMap<Arc<str>, Arc<VirtualHost>>,
+    /// The next snapshot's table is a clone of this one with a few hosts changed: a
+    /// [`SharedMap`] shares everything else with it.
+    pub exact: SharedMap<Arc<str>, Arc<VirtualHost>>,
     /// Keyed by the parent domain: `*.foo.com` is stored under `foo.com`.
-    pub wildcard: HashMap<Arc<str>, Arc<VirtualHost>>,
+    pub wildcard: SharedMap<Arc<str>, Arc<VirtualHost>>,
     pub default: Arc<VirtualHost>,
 }
 
@@ -64,6 +64,23 @@ impl HostTable {
                 self.exact.insert(vhost.name.as_str().into(), vhost);
             }
         }
+    }
+
+    /// Removes a host by its Ingress spelling; the default server is not in the table.
+    pub fn remove(&mut self, name: &str) -> Option<Arc<VirtualHost>> {
+        match name.strip_prefix("*.") {
+            Some(parent) => self.wildcard.remove(parent),
+            None => self.exact.remove(name),
+        }
+    }
+
+    /// Named hosts (exact and wildcard), without the default server.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Every host, default server last.

@@ -12,6 +12,7 @@ pub mod path;
 pub mod policy;
 pub mod problem;
 pub mod route;
+pub mod shared_map;
 pub mod snapshot;
 pub mod tls;
 
@@ -27,5 +28,6 @@ pub use path::{PathKind, PathMatch};
 pub use policy::{GlobalOptions, RoutePolicy};
 pub use problem::{Problem, Severity};
 pub use route::{Route, RouteTarget};
+pub use shared_map::SharedMap;
 pub use snapshot::{HostChanges, Snapshot, SnapshotCounts};
 pub use tls::{CertSet, CertStore, KeyAlgorithm, ServerCert, TlsVersions};

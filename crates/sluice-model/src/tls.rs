@@ -2,10 +2,10 @@
 //! does); each handshake takes the first one the client can verify, ECDSA first.
 
 use crate::object::ObjectRef;
+use crate::shared_map::SharedMap;
 use rustls::SignatureScheme;
 use rustls::sign::CertifiedKey;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -58,17 +58,19 @@ pub struct TlsVersions {
     pub tls13: bool,
 }
 
-/// SNI lookup: exact name, then one-label wildcard, then the default certificate.
+/// SNI lookup: exact name, then one-label wildcard, then the default certificate. The maps are
+/// [`SharedMap`]s for the same reason as the host table's: each snapshot shares them with the
+/// one before.
 #[derive(Debug, Clone, Default)]
 pub struct CertStore {
-    pub exact: HashMap<String, Arc<CertSet>>,
+    pub exact: SharedMap<String, Arc<CertSet>>,
     /// Keyed by parent domain, like [`crate::HostTable::wildcard`].
-    pub wildcard: HashMap<String, Arc<CertSet>>,
+    pub wildcard: SharedMap<String, Arc<CertSet>>,
     /// From `--default-ssl-certificate`; when `None` the data plane uses its generated one.
     pub default: Option<Arc<CertSet>>,
     /// `ssl-protocols` per host (exact name, or `*.parent` spelled that way): the TLS versions a
     /// handshake for that SNI may use. Hosts not listed allow every version Sluice supports.
-    pub protocols: HashMap<String, TlsVersions>,
+    pub protocols: SharedMap<String, TlsVersions>,
 }
 
 impl CertStore {

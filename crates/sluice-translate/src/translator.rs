@@ -25,8 +25,8 @@ use crate::{TranslateOptions, Translation};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use sluice_model::{
-    BackendSlot, CertSet, CertStore, HostChanges, HostTable, ObjectKind, Problem, Snapshot,
-    TlsVersions, VirtualHost,
+    BackendSlot, CertSet, CertStore, HostChanges, HostTable, ObjectKind, Problem, SharedMap,
+    Snapshot, TlsVersions, VirtualHost,
 };
 use sluice_store::{NamespacedName, ObjectStore, Stored, changed_keys};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -56,9 +56,9 @@ pub struct Translator {
     certs: CertMemo,
     slots: SlotPool,
     hosts: HostTable,
-    exact_certs: HashMap<String, Arc<CertSet>>,
-    wildcard_certs: HashMap<String, Arc<CertSet>>,
-    protocols: HashMap<String, TlsVersions>,
+    exact_certs: SharedMap<String, Arc<CertSet>>,
+    wildcard_certs: SharedMap<String, Arc<CertSet>>,
+    protocols: SharedMap<String, TlsVersions>,
     /// By the least `namespace/name` of the group, so problems come out in a stable order.
     problems: BTreeMap<NamespacedName, Vec<Problem>>,
     /// What the translation under way took out of and put into `hosts`.
@@ -166,9 +166,9 @@ impl Translator {
             certs: CertMemo::default(),
             slots: SlotPool::default(),
             hosts: HostTable::default(),
-            exact_certs: HashMap::new(),
-            wildcard_certs: HashMap::new(),
-            protocols: HashMap::new(),
+            exact_certs: SharedMap::new(),
+            wildcard_certs: SharedMap::new(),
+            protocols: SharedMap::new(),
             problems: BTreeMap::new(),
             host_changes: HostChanges::default(),
         }
@@ -361,10 +361,7 @@ impl Translator {
                 if vhost.name.is_empty() {
                     self.replace_default_host(Arc::new(VirtualHost::default()));
                 } else {
-                    let removed = match vhost.name.strip_prefix("*.") {
-                        Some(parent) => self.hosts.wildcard.remove(parent),
-                        None => self.hosts.exact.remove(vhost.name.as_str()),
-                    };
+                    let removed = self.hosts.remove(&vhost.name);
                     self.host_changes.removed.extend(removed);
                 }
             }

@@ -1,6 +1,7 @@
 //! The `sluice` binary: command line, wiring of source -> translation -> snapshot -> data plane,
 //! signals and shutdown.
 
+mod allocator;
 mod apply;
 mod check;
 mod checksum_cmd;
@@ -21,12 +22,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-/// Every request allocates (header maps, buffers, futures): mimalloc cut the proxy's CPU per
-/// request by ~17% against glibc malloc, and beat jemalloc too (bench/RESULTS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {

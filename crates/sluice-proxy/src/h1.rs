@@ -215,12 +215,14 @@ pub(crate) fn parse_response_head(
     let mut map = HeaderMap::with_capacity(count);
     let mut keep_alive = version == Version::HTTP_11;
     let mut said_close = false;
+    let mut framing_fields = FramingFields::default();
     for &(name_start, name_end, value_start, value_end) in &fields[..count] {
         let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
             .map_err(|_| HeadError::Syntax(httparse::Error::HeaderName))?;
         let value =
             HeaderValue::from_maybe_shared(head.slice(value_start as usize..value_end as usize))
                 .map_err(|_| HeadError::Syntax(httparse::Error::HeaderValue))?;
+        // Noted on the way: looking them up in the map afterwards hashes each name again.
         if name == CONNECTION {
             if said_close || has_token(&value, b"close") {
                 said_close = true;
@@ -228,10 +230,15 @@ pub(crate) fn parse_response_head(
             } else if version == Version::HTTP_10 && has_token(&value, b"keep-alive") {
                 keep_alive = true;
             }
+        } else if name == CONTENT_LENGTH {
+            framing_fields.length_valid &=
+                add_content_length(&mut framing_fields.length, &value).is_ok();
+        } else if name == TRANSFER_ENCODING {
+            framing_fields.chunked = Some(ends_with_chunked(&value));
         }
         map.append(name, value);
     }
-    let framing = body_framing(status, version, method, &map)?;
+    let framing = body_framing(status, version, method, &framing_fields)?;
     if framing == BodyFraming::Close || framing == BodyFraming::Upgrade {
         keep_alive = false;
     }
@@ -259,11 +266,29 @@ fn is_folded(buf: &[u8]) -> bool {
         .any(|w| w[0] == b'\n' && (w[1] == b' ' || w[1] == b'\t'))
 }
 
+/// What the framing rules read from the header fields.
+struct FramingFields {
+    /// Whether the last Transfer-Encoding field ends with `chunked`; `None` without one.
+    chunked: Option<bool>,
+    length: Option<u64>,
+    length_valid: bool,
+}
+
+impl Default for FramingFields {
+    fn default() -> Self {
+        FramingFields {
+            chunked: None,
+            length: None,
+            length_valid: true,
+        }
+    }
+}
+
 fn body_framing(
     status: StatusCode,
     version: Version,
     method: &Method,
-    headers: &HeaderMap,
+    fields: &FramingFields,
 ) -> Result<BodyFraming, HeadError> {
     match status.as_u16() {
         101 => return Ok(BodyFraming::Upgrade),
@@ -273,47 +298,49 @@ fn body_framing(
     if method == Method::HEAD {
         return Ok(BodyFraming::Empty);
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        if version == Version::HTTP_10 {
-            return Err(HeadError::TransferEncodingInHttp10);
-        }
+    match fields.chunked {
+        Some(_) if version == Version::HTTP_10 => Err(HeadError::TransferEncodingInHttp10),
+        Some(true) => Ok(BodyFraming::Chunked),
         // Chunked only when it is the last coding; anything else runs until the close.
-        let chunked = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-            .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if chunked {
-            BodyFraming::Chunked
-        } else {
-            BodyFraming::Close
-        });
+        Some(false) => Ok(BodyFraming::Close),
+        None if !fields.length_valid => Err(HeadError::ContentLength),
+        None => Ok(fields
+            .length
+            .map_or(BodyFraming::Close, BodyFraming::Length)),
     }
-    match content_length(headers.get_all(CONTENT_LENGTH)) {
-        Ok(Some(length)) => Ok(BodyFraming::Length(length)),
-        Ok(None) => Ok(BodyFraming::Close),
-        Err(()) => Err(HeadError::ContentLength),
-    }
+}
+
+fn ends_with_chunked(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 /// The Content-Length, when every value (comma-separated lists included) says the same number.
 fn content_length(values: GetAll<'_, HeaderValue>) -> Result<Option<u64>, ()> {
     let mut length = None;
     for value in values {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(());
-            }
-            let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-            match length {
-                Some(seen) if seen != n => return Err(()),
-                _ => length = Some(n),
-            }
-        }
+        add_content_length(&mut length, value)?;
     }
     Ok(length)
+}
+
+/// Adds one Content-Length field to what earlier ones said; every number must be the same.
+fn add_content_length(length: &mut Option<u64>, value: &HeaderValue) -> Result<(), ()> {
+    for part in value.as_bytes().split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return Err(());
+        }
+        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        match *length {
+            Some(seen) if seen != n => return Err(()),
+            _ => *length = Some(n),
+        }
+    }
+    Ok(())
 }
 
 fn has_token(value: &HeaderValue, token: &[u8]) -> bool {

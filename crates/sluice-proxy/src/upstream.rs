@@ -569,7 +569,7 @@ impl Outgoing {
     fn new(parts: &http::request::Parts, body: RequestBody) -> Self {
         let body_length = (!body.is_end_stream()).then(|| body.size_hint().exact());
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut bytes = Vec::with_capacity(512);
+        let mut bytes = Vec::with_capacity(1024);
         let framing = h1::encode_request_head(
             &parts.method,
             target,

@@ -3,7 +3,8 @@
 //! the send timeout, the idle read timeout, and handing the upstream connection back to the pool
 //! once its response is complete.
 
-use crate::upstream::PooledConnection;
+use crate::h1::{BodyFraming, ChunkedDecoder, Decoded};
+use crate::upstream::{Outgoing, PooledConnection};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -59,37 +60,110 @@ impl Body for ResponseBody {
     }
 }
 
-/// The upstream's response body. Fails when the upstream stays silent longer than the read
-/// timeout between two chunks, and returns the connection to the pool when the body ends.
+/// The upstream's response body, read from its connection as framed by the response head.
+/// Fails when the upstream stays silent longer than the read timeout between two chunks or
+/// breaks the framing, and returns the connection to the pool when the body ended cleanly.
 pub(crate) struct UpstreamBody {
-    inner: Incoming,
+    /// `None` once the body ended (the connection went back to the pool or was closed).
+    connection: Option<PooledConnection>,
+    framing: Framing,
+    /// The response allows another request on this connection.
+    reusable: bool,
+    /// The rest of a request body the upstream answered before reading it all.
+    sending: Option<Box<Outgoing>>,
     idle_timeout: Duration,
     /// Created on the first wait only: most small bodies are complete when first polled.
     timer: Option<Pin<Box<Sleep>>>,
     /// The timer's deadline counts from the last chunk received.
     timer_armed: bool,
-    connection: Option<PooledConnection>,
+}
+
+enum Framing {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Close,
+    /// 101: the connection is handed to the tunnel, not read as a body.
+    Upgrade,
+    Done,
 }
 
 impl UpstreamBody {
     pub(crate) fn new(
-        inner: Incoming,
+        connection: PooledConnection,
+        framing: BodyFraming,
+        reusable: bool,
+        sending: Option<Box<Outgoing>>,
         idle_timeout: Duration,
-        connection: Option<PooledConnection>,
     ) -> Self {
+        let framing = match framing {
+            BodyFraming::Length(n) => Framing::Length(n),
+            BodyFraming::Chunked => Framing::Chunked(ChunkedDecoder::default()),
+            BodyFraming::Close => Framing::Close,
+            BodyFraming::Upgrade => Framing::Upgrade,
+            BodyFraming::Empty => Framing::Done,
+        };
         UpstreamBody {
-            inner,
+            connection: Some(connection),
+            framing,
+            reusable,
+            sending,
             idle_timeout,
             timer: None,
             timer_armed: false,
-            connection,
         }
     }
 
-    fn release_connection(&mut self) {
-        if let Some(conn) = self.connection.take() {
+    /// A response without body (its connection already dealt with).
+    pub(crate) fn empty() -> Self {
+        UpstreamBody {
+            connection: None,
+            framing: Framing::Done,
+            reusable: false,
+            sending: None,
+            idle_timeout: Duration::ZERO,
+            timer: None,
+            timer_armed: false,
+        }
+    }
+
+    /// A 101 response: its connection now carries another protocol.
+    pub(crate) fn upgraded(connection: PooledConnection) -> Self {
+        UpstreamBody::new(
+            connection,
+            BodyFraming::Upgrade,
+            false,
+            None,
+            Duration::ZERO,
+        )
+    }
+
+    /// The connection of a 101 response, for the tunnel.
+    pub(crate) fn take_upgraded(&mut self) -> Option<PooledConnection> {
+        match self.framing {
+            Framing::Upgrade => self.connection.take(),
+            _ => None,
+        }
+    }
+
+    /// The body ended cleanly: the connection goes back to the pool if it can carry another
+    /// request.
+    fn finish(&mut self) {
+        self.framing = Framing::Done;
+        if let Some(conn) = self.connection.take()
+            && self.reusable
+            && self.sending.is_none()
+        {
             conn.release();
         }
+        self.sending = None;
+    }
+
+    fn fail(&mut self, error: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // A connection that failed mid-body is not reusable; dropping it closes it.
+        self.connection = None;
+        self.sending = None;
+        self.framing = Framing::Done;
+        Poll::Ready(Some(Err(error)))
     }
 }
 
@@ -102,51 +176,112 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.timer_armed = false;
-                if this.inner.is_end_stream() {
-                    this.release_connection();
+        let Some(conn) = &mut this.connection else {
+            return Poll::Ready(None);
+        };
+        if let Some(sending) = &mut this.sending {
+            match sending.poll_send(conn.stream(), cx) {
+                Poll::Ready(Ok(())) => this.sending = None,
+                Poll::Ready(Err(_)) => {
+                    this.sending = None;
+                    this.reusable = false;
                 }
-                Poll::Ready(Some(Ok(frame)))
+                Poll::Pending => {}
             }
-            Poll::Ready(Some(Err(e))) => {
-                // A connection that failed mid-body is not reusable; dropping it closes it.
-                this.connection = None;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(None) => {
-                this.release_connection();
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                if !this.timer_armed {
-                    let deadline = Instant::now() + this.idle_timeout;
-                    match &mut this.timer {
-                        Some(timer) => timer.as_mut().reset(deadline),
-                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        loop {
+            let buf = conn.buffer();
+            let decoded = match &mut this.framing {
+                Framing::Length(left) => {
+                    if buf.is_empty() {
+                        Decoded::NeedMore
+                    } else {
+                        let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                        *left -= take as u64;
+                        Decoded::Data(buf.split_to(take).freeze())
                     }
-                    this.timer_armed = true;
                 }
-                if let Some(timer) = &mut this.timer {
-                    ready!(timer.as_mut().poll(cx));
+                Framing::Chunked(decoder) => match decoder.decode(buf) {
+                    Ok(decoded) => decoded,
+                    Err(e) => return this.fail(e.into()),
+                },
+                Framing::Close if buf.is_empty() => Decoded::NeedMore,
+                Framing::Close => Decoded::Data(buf.split().freeze()),
+                Framing::Upgrade | Framing::Done => return Poll::Ready(None),
+            };
+            match decoded {
+                Decoded::Data(data) => {
+                    this.timer_armed = false;
+                    if matches!(this.framing, Framing::Length(0)) {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                this.connection = None;
-                Poll::Ready(Some(Err(format!(
+                Decoded::End => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Decoded::NeedMore => {}
+            }
+            match conn.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => {
+                    if let Framing::Close = this.framing {
+                        // The end of a close-delimited body; the connection is done too.
+                        this.reusable = false;
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    let missing = match this.framing {
+                        Framing::Length(left) => format!("{left} bytes before the end"),
+                        _ => "before the last chunk".to_owned(),
+                    };
+                    return this.fail(
+                        format!("upstream closed the connection {missing} of its response body")
+                            .into(),
+                    );
+                }
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Ready(Err(e)) => {
+                    return this.fail(
+                        format!("upstream connection failed during the response body: {e}").into(),
+                    );
+                }
+                Poll::Pending => {}
+            }
+            if !this.timer_armed {
+                let deadline = Instant::now() + this.idle_timeout;
+                match &mut this.timer {
+                    Some(timer) => timer.as_mut().reset(deadline),
+                    None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                this.timer_armed = true;
+            }
+            if let Some(timer) = &mut this.timer {
+                ready!(timer.as_mut().poll(cx));
+            }
+            return this.fail(
+                format!(
                     "upstream sent nothing for {:?} while sending its response body (read timeout)",
                     this.idle_timeout
                 )
-                .into())))
-            }
+                .into(),
+            );
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        matches!(
+            self.framing,
+            Framing::Done | Framing::Upgrade | Framing::Length(0)
+        )
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.framing {
+            Framing::Length(left) => SizeHint::with_exact(left),
+            Framing::Done | Framing::Upgrade => SizeHint::with_exact(0),
+            Framing::Chunked(_) | Framing::Close => SizeHint::default(),
+        }
     }
 }
 
@@ -193,26 +328,15 @@ impl SendProgress {
     }
 }
 
-/// The client's request body on its way to the upstream. `None` stands for no body at all: a
-/// request replayed on a fresh connection has no client body to read from.
+/// The client's request body on its way to the upstream.
 pub(crate) struct RequestBody {
-    inner: Option<Incoming>,
+    inner: Incoming,
     progress: Option<Arc<SendProgress>>,
 }
 
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, progress: Option<Arc<SendProgress>>) -> Self {
-        RequestBody {
-            inner: Some(inner),
-            progress,
-        }
-    }
-
-    pub(crate) fn empty() -> Self {
-        RequestBody {
-            inner: None,
-            progress: None,
-        }
+        RequestBody { inner, progress }
     }
 }
 
@@ -225,10 +349,7 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let Some(inner) = &mut this.inner else {
-            return Poll::Ready(None);
-        };
-        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let (Poll::Ready(frame), Some(progress)) = (&polled, &this.progress) {
             if let Some(Ok(f)) = frame
                 && let Some(data) = f.data_ref()
@@ -238,7 +359,7 @@ impl Body for RequestBody {
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
             }
             match frame {
-                Some(Ok(_)) if !inner.is_end_stream() => progress.touch(),
+                Some(Ok(_)) if !this.inner.is_end_stream() => progress.touch(),
                 _ => progress.finish(),
             }
         }
@@ -246,12 +367,10 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or(SizeHint::with_exact(0), Incoming::size_hint)
+        self.inner.size_hint()
     }
 }

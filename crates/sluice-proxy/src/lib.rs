@@ -20,6 +20,12 @@
 //!   A failed connect moves on to the next endpoint (up to 3 tries, never more than the backend
 //!   has); an idempotent body-less request is replayed once on a fresh connection when a pooled
 //!   connection idle for a second or more turns out to have been closed by the upstream.
+//!   Sluice's own HTTP/1.1 exchange (`h1.rs`, `upstream.rs`): a connection is reused only after
+//!   a response that ended cleanly and allows it (HTTP/1.1 without `Connection: close`, or
+//!   HTTP/1.0 with `keep-alive`; never after a close-delimited body). Informational responses
+//!   other than 101 are skipped; trailers of chunked responses are dropped; a response head that
+//!   is not valid HTTP/1.1 (obs-fold included), has more than 100 fields or exceeds 417,792 bytes
+//!   is a 502 saying so (and a warning in the log).
 //! - Headers: hop-by-hop headers are dropped both ways; `X-Forwarded-For` and `X-Real-IP` are the
 //!   peer address (client-supplied values are replaced, nothing in front is trusted yet);
 //!   `X-Request-ID` is kept or generated; `Proxy` and `Expect` are dropped.
@@ -33,6 +39,7 @@
 mod body;
 mod canary;
 mod forward;
+mod h1;
 mod listener;
 mod observe;
 mod reply;

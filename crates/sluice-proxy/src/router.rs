@@ -1,6 +1,6 @@
 //! One request: find its route in the current snapshot, then redirect, refuse or proxy it.
 
-use crate::body::{RequestBody, ResponseBody, SendProgress, UpstreamBody};
+use crate::body::{RequestBody, ResponseBody, SendProgress};
 use crate::canary;
 use crate::forward::{self, ConnectionInfo};
 use crate::observe::{Exchange, MeteredBody};
@@ -19,6 +19,7 @@ use sluice_model::{
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::io::AsyncWriteExt;
 
 /// ingress-nginx's `no-tls-redirect-locations` default: ACME http-01 challenges must reach the
 /// solver over plain HTTP even on hosts that redirect to https.
@@ -262,10 +263,10 @@ impl Router {
                 progress.as_deref(),
             )
             .await;
-        let (mut response, connection) = match sent {
-            Ok(exchanged) => {
+        let mut response = match sent {
+            Ok(response) => {
                 exchange.upstream_answered(&upstream);
-                exchanged
+                response
             }
             Err(e) => {
                 exchange.upstream_failed(&upstream, e.is_timeout());
@@ -283,7 +284,9 @@ impl Router {
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
+            let (Some(client_upgrade), Some(connection)) =
+                (client_upgrade, response.body_mut().take_upgraded())
+            else {
                 return reply::text(
                     StatusCode::BAD_GATEWAY,
                     format_args!(
@@ -292,8 +295,7 @@ impl Router {
                     ),
                 );
             };
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, connection));
+            tokio::spawn(tunnel(client_upgrade, connection));
             let (mut parts, _) = response.into_parts();
             forward::to_client(&mut parts.headers, true);
             if let (Some(c), Some(vars)) = (&canary, &canary_vars) {
@@ -308,14 +310,7 @@ impl Router {
             canary::apply_response(&c.actions, &mut parts.headers, vars);
         }
         finish_head(&mut parts, client_version);
-        let connection = if body.is_end_stream() {
-            connection.release();
-            None
-        } else {
-            Some(connection)
-        };
-        let body = ResponseBody::Upstream(UpstreamBody::new(body, policy.read_timeout, connection));
-        Response::from_parts(parts, body)
+        Response::from_parts(parts, ResponseBody::Upstream(body))
     }
 }
 
@@ -416,18 +411,24 @@ fn unavailable(backend: &BackendSlot, why: &Unavailable) -> Response<ResponseBod
 }
 
 /// Joins the client and upstream sides of an upgraded connection (e.g. a WebSocket).
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, connection: PooledConnection) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(both) => both,
+async fn tunnel(client: OnUpgrade, upstream: PooledConnection) {
+    let client = match client.await {
+        Ok(client) => client,
         Err(e) => {
             tracing::debug!(error = %e, "upgrade failed");
             return;
         }
     };
     // The upstream connection now belongs to the tunnel; it is never pooled again.
-    drop(connection);
+    let (mut upstream, early) = upstream.into_upgraded();
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
+    // What the upstream sent right behind its 101 already belongs to the new protocol.
+    if !early.is_empty()
+        && let Err(e) = client.write_all(&early).await
+    {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+        return;
+    }
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %e, "upgraded connection ended with an error");
     }

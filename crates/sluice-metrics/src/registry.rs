@@ -16,9 +16,8 @@
 
 use crate::route::{Labels, RouteKey, RouteLabels, RouteStats};
 use arc_swap::ArcSwap;
-use sluice_model::{HostChanges, Route, Snapshot, VirtualHost};
+use sluice_model::{HostChanges, Route, SharedMap, Snapshot, VirtualHost};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 #[derive(Default)]
@@ -41,7 +40,9 @@ struct Entries {
 struct RouteIndex {
     /// The version of the snapshot indexed last.
     version: u64,
-    by_host: HashMap<usize, Arc<IndexedHost>, BuildHasherDefault<AddressHasher>>,
+    /// By the host's address. A [`SharedMap`], so that indexing the next snapshot copies the
+    /// shards its changed hosts fall in, not an entry per host of the whole table.
+    by_host: SharedMap<usize, Arc<IndexedHost>>,
 }
 
 /// A host of the indexed snapshot.
@@ -104,24 +105,6 @@ impl IndexedHost {
                     .map(|(i, r)| (i + 1, Some(r))),
             )
             .chain(std::iter::once(fallback).filter(|(_, r)| r.is_some()))
-    }
-}
-
-/// Addresses are already unique; mixing the bits is all the hash has to do.
-#[derive(Default)]
-struct AddressHasher(u64);
-
-impl Hasher for AddressHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.0 = ((n as u64) >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -220,7 +203,7 @@ impl Registry {
     pub(crate) fn refresh(&self, snapshot: &Arc<Snapshot>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.index.load_full();
-        let mut by_host = HashMap::with_capacity_and_hasher(old.by_host.len(), Default::default());
+        let mut by_host = SharedMap::new();
         for vhost in snapshot.hosts.iter() {
             let host = match old.by_host.get(&address(vhost)) {
                 Some(host) => host.clone(),

@@ -43,11 +43,13 @@ pub(crate) struct DirectoryState {
     store: Arc<ObjectStore>,
     /// By path relative to `dir`; sorted, which is also the order in which duplicates win.
     files: BTreeMap<Arc<Path>, FileEntry>,
-    /// Every object some file defines or the store still holds.
-    objects: BTreeMap<ObjectKey, Tracked>,
+    /// Every object some file defines or the store still holds. The key is shared with the
+    /// definitions of the files that define the object: at 62,000 objects a copy of each key
+    /// per map (with its two strings) was several MB.
+    objects: BTreeMap<SharedKey, Tracked>,
     /// The objects defined in more than one file (kept so that listing problems does not walk
     /// every object).
-    duplicated: BTreeSet<ObjectKey>,
+    duplicated: BTreeSet<SharedKey>,
     scan_problems: Vec<Problem>,
 }
 
@@ -61,7 +63,7 @@ struct FileEntry {
     /// metadata moved.
     stamp: Option<FileStamp>,
     /// The objects this file contributes: from its last parse that had no errors (or its first).
-    objects: BTreeMap<ObjectKey, FileObject>,
+    objects: Definitions,
     ever_applied: bool,
     problems: Vec<Problem>,
 }
@@ -168,7 +170,7 @@ impl DirectoryState {
     }
 
     /// Reads one file and, when its content changed, parses it and updates what it contributes.
-    fn refresh(&mut self, path: &Path, quick: bool, touched: &mut BTreeSet<ObjectKey>) {
+    fn refresh(&mut self, path: &Path, quick: bool, touched: &mut BTreeSet<SharedKey>) {
         let full = self.dir.join(path);
         let entry = self
             .files
@@ -177,7 +179,7 @@ impl DirectoryState {
                 display: full.display().to_string().into(),
                 fingerprint: None,
                 stamp: None,
-                objects: BTreeMap::new(),
+                objects: Definitions::default(),
                 ever_applied: false,
                 problems: Vec::new(),
             });
@@ -233,54 +235,61 @@ impl DirectoryState {
         &mut self,
         path: &Path,
         objects: BTreeMap<ObjectKey, FileObject>,
-        touched: &mut BTreeSet<ObjectKey>,
+        touched: &mut BTreeSet<SharedKey>,
     ) {
         let Some((path, entry)) = self.files.get_key_value(path) else {
             return;
         };
         let path = path.clone();
         for key in entry.objects.keys() {
-            if let Some(tracked) = self.objects.get_mut(key) {
+            if let Some(tracked) = self.objects.get_mut(&**key) {
                 tracked.owners.retain(|owner| *owner != path);
             }
             touched.insert(key.clone());
         }
-        for key in objects.keys() {
+        // Sized to the file's objects: it is kept as long as the file is.
+        let mut definitions = Vec::with_capacity(objects.len());
+        for (key, object) in objects {
+            let key = match self.objects.get_key_value(&key) {
+                Some((shared, _)) => shared.clone(),
+                None => Arc::new(key),
+            };
             let owners = &mut self.objects.entry(key.clone()).or_default().owners;
             if let Err(at) = owners.binary_search(&path) {
                 owners.insert(at, path.clone());
             }
             touched.insert(key.clone());
+            definitions.push((key, Some(object)));
         }
         if let Some(entry) = self.files.get_mut(&path) {
-            entry.objects = objects;
+            entry.objects = Definitions(definitions);
         }
     }
 
     /// Brings the store in line for objects whose definitions may have changed.
-    fn reconcile(&mut self, touched: BTreeSet<ObjectKey>) {
+    fn reconcile(&mut self, touched: BTreeSet<SharedKey>) {
         for key in touched {
-            let Some(tracked) = self.objects.get_mut(&key) else {
-                self.duplicated.remove(&key);
+            let Some(tracked) = self.objects.get_mut(&*key) else {
+                self.duplicated.remove(&*key);
                 continue;
             };
             if tracked.owners.len() > 1 {
                 self.duplicated.insert(key.clone());
             } else {
-                self.duplicated.remove(&key);
+                self.duplicated.remove(&*key);
             }
             let entry = tracked
                 .owners
                 .last()
                 .and_then(|path| self.files.get_mut(path));
             let Some((entry, winner)) = entry.and_then(|entry| {
-                let winner = entry.objects.remove(&key)?;
+                let winner = entry.objects.take(&key)?;
                 Some((entry, winner))
             }) else {
                 if tracked.applied.take().is_some() {
                     Arc::make_mut(&mut self.store).remove(key.0, &key.1);
                 }
-                self.objects.remove(&key);
+                self.objects.remove(&*key);
                 continue;
             };
             let FileObject {
@@ -308,7 +317,7 @@ impl DirectoryState {
                         fingerprint,
                         origin,
                     };
-                    entry.objects.insert(key, shared);
+                    entry.objects.put(&key, shared);
                 }
                 None => {
                     // Cannot happen: the store has what was applied. Should it, reading the
@@ -317,6 +326,44 @@ impl DirectoryState {
                     entry.fingerprint = None;
                 }
             }
+        }
+    }
+}
+
+/// An object's key, one allocation shared by the tracking map and every file defining it.
+type SharedKey = Arc<ObjectKey>;
+
+/// A file's definitions, sorted by key: a vector sized to the file rather than a map's nodes.
+/// A definition is `None` only while it moves into the store (or, should the store lack an
+/// applied object, until the file is read again).
+#[derive(Debug, Default)]
+struct Definitions(Vec<(SharedKey, Option<FileObject>)>);
+
+impl Definitions {
+    fn keys(&self) -> impl Iterator<Item = &SharedKey> {
+        self.0.iter().map(|(key, _)| key)
+    }
+
+    fn position(&self, key: &ObjectKey) -> Option<usize> {
+        self.0.binary_search_by(|(own, _)| (**own).cmp(key)).ok()
+    }
+
+    fn slot(&mut self, key: &ObjectKey) -> Option<&mut Option<FileObject>> {
+        let at = self.position(key)?;
+        Some(&mut self.0[at].1)
+    }
+
+    fn get(&self, key: &ObjectKey) -> Option<&FileObject> {
+        self.0[self.position(key)?].1.as_ref()
+    }
+
+    fn take(&mut self, key: &ObjectKey) -> Option<FileObject> {
+        self.slot(key)?.take()
+    }
+
+    fn put(&mut self, key: &ObjectKey, object: FileObject) {
+        if let Some(slot) = self.slot(key) {
+            *slot = Some(object);
         }
     }
 }
@@ -459,7 +506,9 @@ mod tests {
 
     /// Whether the definition in `file` holds the very object the store holds.
     fn shares_the_stored_object(state: &DirectoryState, file: &str) -> bool {
-        let definition = &state.files[Path::new(file)].objects[&web_key()];
+        let Some(definition) = state.files[Path::new(file)].objects.get(&web_key()) else {
+            return false;
+        };
         match (&definition.object, state.store().services.get(&web_key().1)) {
             (Held::Shared(SharedObject::Service(held)), Some(stored)) => {
                 Arc::ptr_eq(held, &stored.object)
@@ -503,6 +552,25 @@ mod tests {
             (after.ingress, after.service),
             (before.ingress + 1, before.service)
         );
+    }
+
+    #[test]
+    fn each_key_is_one_allocation_shared_by_the_files_and_the_tracking_map() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut state = DirectoryState::new(tmp.path().to_path_buf());
+        fs::write(tmp.path().join("1.yaml"), service(80)).unwrap();
+        fs::write(tmp.path().join("2.yaml"), service(81)).unwrap();
+        state.rescan().unwrap();
+        // Read again with new content, so the definitions are rebuilt from a fresh parse.
+        fs::write(tmp.path().join("1.yaml"), service(82)).unwrap();
+        state.rescan().unwrap();
+        let (tracked, _) = state.objects.get_key_value(&web_key()).unwrap();
+        for file in ["1.yaml", "2.yaml"] {
+            let keys: Vec<&SharedKey> = state.files[Path::new(file)].objects.keys().collect();
+            assert_eq!(keys.len(), 1, "{file}");
+            assert!(Arc::ptr_eq(keys[0], tracked), "{file} holds its own copy");
+        }
+        assert_eq!(port(&state), Some(81));
     }
 
     #[test]

@@ -34,17 +34,18 @@ pub(crate) enum RequestFraming {
     Chunked,
 }
 
-/// Writes the request head for `method`, `target` and `headers` into `out` and says how its
-/// body must be framed. `body` is `None` for a request without body, else its exact length
-/// when known.
+/// Writes the request head for `method`, `target`, `headers` and then `more_headers` (fields
+/// this hop adds, never framing ones) into `out` and says how its body must be framed. `body`
+/// is `None` for a request without body, else its exact length when known.
 ///
 /// Like hyper's client: a `Content-Length` the client sent is kept; a body of known length
 /// gets one; a body of unknown length is chunked, except on GET, HEAD and CONNECT, which are
 /// sent without their (almost always empty) body.
-pub(crate) fn encode_request_head(
+pub(crate) fn encode_request_head<'v>(
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    more_headers: impl Iterator<Item = (&'static HeaderName, &'v HeaderValue)>,
     body: Option<Option<u64>>,
     out: &mut Vec<u8>,
 ) -> RequestFraming {
@@ -77,10 +78,10 @@ pub(crate) fn encode_request_head(
             }
             wrote_length = true;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        encode_field(name, value, out);
+    }
+    for (name, value) in more_headers {
+        encode_field(name, value, out);
     }
     match framing {
         RequestFraming::Length(length) if !wrote_length && body.is_some() => {
@@ -91,6 +92,13 @@ pub(crate) fn encode_request_head(
     }
     out.extend_from_slice(b"\r\n");
     framing
+}
+
+fn encode_field(name: &HeaderName, value: &HeaderValue, out: &mut Vec<u8>) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends the line that starts a chunk of `length` bytes.
@@ -510,12 +518,26 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("a.test"));
         let mut out = Vec::new();
-        let framing = encode_request_head(&Method::GET, "/x?y", &headers, None, &mut out);
+        let framing = encode_request_head(
+            &Method::GET,
+            "/x?y",
+            &headers,
+            std::iter::empty(),
+            None,
+            &mut out,
+        );
         assert_eq!(framing, RequestFraming::Empty);
         assert_eq!(out, b"GET /x?y HTTP/1.1\r\nhost: a.test\r\n\r\n");
 
         out.clear();
-        let framing = encode_request_head(&Method::POST, "/", &headers, Some(None), &mut out);
+        let framing = encode_request_head(
+            &Method::POST,
+            "/",
+            &headers,
+            std::iter::empty(),
+            Some(None),
+            &mut out,
+        );
         assert_eq!(framing, RequestFraming::Chunked);
         assert_eq!(
             out,
@@ -523,13 +545,27 @@ mod tests {
         );
 
         out.clear();
-        let framing = encode_request_head(&Method::PUT, "/", &headers, Some(Some(5)), &mut out);
+        let framing = encode_request_head(
+            &Method::PUT,
+            "/",
+            &headers,
+            std::iter::empty(),
+            Some(Some(5)),
+            &mut out,
+        );
         assert_eq!(framing, RequestFraming::Length(5));
         assert!(out.ends_with(b"content-length: 5\r\n\r\n"));
 
         headers.insert("content-length", HeaderValue::from_static("7"));
         out.clear();
-        let framing = encode_request_head(&Method::PUT, "/", &headers, Some(None), &mut out);
+        let framing = encode_request_head(
+            &Method::PUT,
+            "/",
+            &headers,
+            std::iter::empty(),
+            Some(None),
+            &mut out,
+        );
         assert_eq!(framing, RequestFraming::Length(7));
         assert_eq!(
             out,
@@ -538,7 +574,14 @@ mod tests {
 
         headers.remove("content-length");
         out.clear();
-        let framing = encode_request_head(&Method::GET, "/", &headers, Some(None), &mut out);
+        let framing = encode_request_head(
+            &Method::GET,
+            "/",
+            &headers,
+            std::iter::empty(),
+            Some(None),
+            &mut out,
+        );
         assert_eq!(
             framing,
             RequestFraming::Empty,

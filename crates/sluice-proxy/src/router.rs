@@ -225,12 +225,21 @@ impl Router {
             client_version == Version::HTTP_11 && forward::is_upgrade_request(request.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        forward::to_upstream(&mut parts.headers, conn, authority, upgrade);
+        let mut forwarded = Some(forward::to_upstream(
+            &mut parts.headers,
+            conn,
+            authority,
+            upgrade,
+        ));
         if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
             parts.uri = origin_form(&parts.uri);
         }
         parts.version = Version::HTTP_11;
         let canary_vars = canary.as_ref().map(|c| {
+            // The canary's header actions may add to or append to the forwarded headers.
+            if let Some(forwarded) = forwarded.take() {
+                forwarded.insert_into(&mut parts.headers);
+            }
             let vars = canary::Variables::of(&parts.headers, conn);
             canary::apply_request(&c.actions, &mut parts, &vars);
             vars
@@ -259,6 +268,7 @@ impl Router {
                 &mut upstream,
                 next_upstream,
                 upstream_request,
+                forwarded.as_ref(),
                 &policy,
                 progress.as_deref(),
             )

@@ -10,6 +10,7 @@
 //! codec, measured with callgrind).
 
 use crate::body::{RequestBody, SendProgress, UpstreamBody};
+use crate::forward::ForwardedFields;
 use crate::h1::{self, BodyFraming, HeadError, RequestFraming, ResponseHead};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response};
@@ -349,11 +350,12 @@ impl Pool {
         upstream: &mut Upstream,
         mut next_upstream: impl FnMut() -> Option<Upstream>,
         request: Request<RequestBody>,
+        forwarded: Option<&ForwardedFields<'_>>,
         policy: &RoutePolicy,
         progress: Option<&SendProgress>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (parts, body) = request.into_parts();
-        let mut outgoing = Outgoing::new(&parts, body);
+        let mut outgoing = Outgoing::new(&parts, body, forwarded);
         let replayable = parts.method.is_idempotent() && outgoing.body.is_none();
         let mut replayed = false;
         loop {
@@ -566,7 +568,12 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    fn new(parts: &http::request::Parts, body: RequestBody) -> Self {
+    /// `forwarded`: the fields this hop adds that are not in `parts.headers`.
+    fn new(
+        parts: &http::request::Parts,
+        body: RequestBody,
+        forwarded: Option<&ForwardedFields<'_>>,
+    ) -> Self {
         let body_length = (!body.is_end_stream()).then(|| body.size_hint().exact());
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut bytes = Vec::with_capacity(1024);
@@ -574,6 +581,9 @@ impl Outgoing {
             &parts.method,
             target,
             &parts.headers,
+            forwarded
+                .into_iter()
+                .flat_map(|forwarded| forwarded.fields()),
             body_length,
             &mut bytes,
         );

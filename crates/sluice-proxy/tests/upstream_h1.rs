@@ -429,3 +429,82 @@ async fn bytes_behind_a_101_reach_the_client_first() {
     let heads = upstream.heads();
     assert!(heads[0].contains("upgrade: echo\r\n"), "{}", heads[0]);
 }
+
+/// The header lines of a request head, lower-cased and sorted (their order carries no meaning).
+fn header_lines(head: &str) -> Vec<String> {
+    let mut lines: Vec<String> = head
+        .split("\r\n")
+        .skip(1)
+        .filter(|line| !line.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn forwarded_headers_reach_the_upstream_once_with_this_hops_values() {
+    let upstream = Scripted::start(vec![answer(OK_2), answer(OK_2)]).await;
+    let proxy = proxy_to(&upstream).await;
+    let port = proxy.http.port();
+    let mut client = TcpStream::connect(proxy.http).await.unwrap();
+    client
+        .write_all(
+            b"GET /a?b=1 HTTP/1.1\r\nhost: a.test\r\nx-forwarded-for: 6.6.6.6\r\n\
+              x-forwarded-for: 7.7.7.7\r\nx-real-ip: 6.6.6.6\r\nx-forwarded-proto: https\r\n\
+              x-forwarded-scheme: https\r\nx-scheme: https\r\nx-forwarded-port: 1\r\n\
+              x-forwarded-host: evil.test\r\nx-request-id: abc-123\r\nconnection: keep-alive, x-hop\r\n\
+              x-hop: 1\r\nproxy: http://evil.test\r\nx-custom: kept\r\n\r\n\
+              GET / HTTP/1.1\r\nhost: a.test\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    within("both responses", async {
+        while received.windows(2).filter(|w| w == b"ok").count() < 2 {
+            let mut chunk = [0u8; 1024];
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let heads = upstream.heads();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(
+        heads[0].starts_with("GET /a?b=1 HTTP/1.1\r\n"),
+        "{}",
+        heads[0]
+    );
+    let mut expected: Vec<String> = [
+        "host: a.test",
+        "x-custom: kept",
+        "x-forwarded-for: 127.0.0.1",
+        "x-forwarded-host: a.test",
+        &format!("x-forwarded-port: {port}"),
+        "x-forwarded-proto: http",
+        "x-forwarded-scheme: http",
+        "x-real-ip: 127.0.0.1",
+        "x-request-id: abc-123",
+        "x-scheme: http",
+    ]
+    .map(String::from)
+    .to_vec();
+    expected.sort();
+    assert_eq!(header_lines(&heads[0]), expected, "{}", heads[0]);
+
+    let lines = header_lines(&heads[1]);
+    let id = lines
+        .iter()
+        .find_map(|line| line.strip_prefix("x-request-id: "))
+        .unwrap_or_default();
+    assert_eq!(id.len(), 32, "a request id is generated: {lines:?}");
+    expected.retain(|line| line != "x-custom: kept" && !line.starts_with("x-request-id"));
+    expected.push(format!("x-request-id: {id}"));
+    expected.sort();
+    assert_eq!(lines, expected, "{}", heads[1]);
+}
